@@ -1,0 +1,33 @@
+// swift-tools-version: 6.1
+// Skein: a distributed training coordinator. The target graph mirrors ../shared/DESIGN.md:
+// system-library shims at the bottom, pure logic (wire, tensor, search) above them, I/O
+// layers (transport, store) next, runtimes (coordinator, worker) on top, the CLI last.
+import PackageDescription
+
+let package = Package(
+    name: "Skein",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "skein", targets: ["skein"]),
+        .library(name: "SkeinWire", targets: ["SkeinWire"]),
+        .library(name: "SkeinTransport", targets: ["SkeinTransport"]),
+    ],
+    targets: [
+        // System libraries: exactly one Swift target imports each.
+        .systemLibrary(name: "CNNG", providers: [.apt(["libnng-dev"])]),
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+
+        .target(name: "SkeinWire"),
+        .target(name: "SkeinTransport", dependencies: ["CNNG"]),
+
+        .executableTarget(name: "skein", dependencies: ["SkeinWire", "SkeinTransport"]),
+        // A small peer process the transport tests start, so round trips cross real process boundaries.
+        .executableTarget(name: "skein-testpeer", dependencies: ["SkeinTransport"]),
+
+        .testTarget(name: "SkeinWireTests", dependencies: ["SkeinWire"]),
+        // Helpers for multi-process tests: start built executables, unique addresses and paths.
+        .target(name: "SkeinTestSupport", path: "Tests/Support"),
+        .testTarget(name: "SkeinTransportTests", dependencies: ["SkeinTransport", "SkeinTestSupport", "skein-testpeer"]),
+    ]
+)

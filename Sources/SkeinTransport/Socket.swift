@@ -1,0 +1,176 @@
+import CNNG
+import Synchronization
+
+/// An nng socket with an async API.
+///
+/// Thread-safety: all methods may be called from any task concurrently; nng serialises
+/// access internally. `send`/`receive` suspend on `nng_aio` completions, never block a thread,
+/// honour task cancellation (`.cancelled`) and a per-call timeout (`.timedOut`).
+public final class Socket: Sendable {
+    /// Options applied when the socket opens.
+    public struct Options: Sendable {
+        /// Largest message accepted, in bytes. Larger incoming messages make nng drop the
+        /// connection (stream transports); larger outgoing messages are refused by `send`.
+        public var maxMessageSize: Int
+        /// Default deadline for `send` and `receive` when the call gives none.
+        public var defaultTimeout: Duration?
+        /// Dialer back-off: first retry after `reconnectMin`, doubling up to `reconnectMax`.
+        public var reconnectMin: Duration
+        public var reconnectMax: Duration
+
+        public init(maxMessageSize: Int = 256 << 20, defaultTimeout: Duration? = .seconds(30),
+                    reconnectMin: Duration = .milliseconds(50), reconnectMax: Duration = .seconds(2)) {
+            self.maxMessageSize = maxMessageSize
+            self.defaultTimeout = defaultTimeout
+            self.reconnectMin = reconnectMin
+            self.reconnectMax = reconnectMax
+        }
+    }
+
+    public let pattern: Pattern
+    public let options: Options
+    let raw: nng_socket
+    private let isClosed = Atomic<Bool>(false)
+
+    public init(_ pattern: Pattern, options: Options = Options()) throws(TransportError) {
+        self.pattern = pattern
+        self.options = options
+        raw = try pattern.open()
+        do throws(TransportError) {
+            try check(nng_socket_set_size(raw, NNG_OPT_RECVMAXSZ, options.maxMessageSize), "set maximum message size")
+            try check(nng_socket_set_ms(raw, NNG_OPT_RECONNMINT, nngDuration(options.reconnectMin)), "set reconnect time")
+            try check(nng_socket_set_ms(raw, NNG_OPT_RECONNMAXT, nngDuration(options.reconnectMax)), "set reconnect time")
+            if pattern == .subscribe {
+                // Subscribe to everything; topic filtering is not a feature Skein needs.
+                try check(nng_socket_set(raw, NNG_OPT_SUB_SUBSCRIBE, nil, 0), "subscribe")
+            }
+        } catch {
+            nng_close(raw)
+            throw error
+        }
+    }
+
+    deinit { close() }
+
+    /// Closes the socket; pending operations end with `.closed`. Idempotent.
+    public func close() {
+        if !isClosed.exchange(true, ordering: .acquiringAndReleasing) { nng_close(raw) }
+    }
+
+    /// Listens on `address` (`inproc://`, `ipc://`, `tcp://`, `tls+tcp://`). For
+    /// `tls+tcp://`, `tls` must name at least a certificate and key.
+    @discardableResult
+    public func listen(_ address: String, tls: TLSConfiguration? = nil) throws(TransportError) -> Listener {
+        var l = nng_listener()
+        try check(nng_listener_create(&l, raw, address), "listen", address: address)
+        do throws(TransportError) {
+            if let tls {
+                let cfg = try tls.make(server: true, address: address)
+                defer { nng_tls_config_free(cfg) }
+                try check(nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, UnsafeMutableRawPointer(cfg)), "listen", address: address)
+            }
+            try check(nng_listener_start(l, 0), "listen", address: address)
+        } catch {
+            nng_listener_close(l)
+            throw error
+        }
+        return Listener(raw: l, address: address)
+    }
+
+    /// Dials `address`. The dialer connects in the background and reconnects by itself
+    /// with exponential back-off (`Options.reconnectMin` … `reconnectMax`) whenever the link
+    /// drops, so this returns at once even if nobody listens yet.
+    @discardableResult
+    public func dial(_ address: String, tls: TLSConfiguration? = nil) throws(TransportError) -> Dialer {
+        var d = nng_dialer()
+        try check(nng_dialer_create(&d, raw, address), "dial", address: address)
+        do throws(TransportError) {
+            if let tls {
+                let cfg = try tls.make(server: false, address: address)
+                defer { nng_tls_config_free(cfg) }
+                try check(nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, UnsafeMutableRawPointer(cfg)), "dial", address: address)
+            }
+            try check(nng_dialer_set_ms(d, NNG_OPT_RECONNMINT, nngDuration(options.reconnectMin)), "dial", address: address)
+            try check(nng_dialer_set_ms(d, NNG_OPT_RECONNMAXT, nngDuration(options.reconnectMax)), "dial", address: address)
+            try check(nng_dialer_start(d, Int32(NNG_FLAG_NONBLOCK)), "dial", address: address)
+        } catch {
+            nng_dialer_close(d)
+            throw error
+        }
+        return Dialer(raw: d, address: address)
+    }
+
+    /// Sends `message`, handing its buffer to nng. A nil `timeout` means `Options.defaultTimeout`.
+    /// Throws `.messageTooLarge` without sending when the message exceeds `maxMessageSize`.
+    public func send(_ message: consuming Message, timeout: Duration? = nil) async throws(TransportError) {
+        let limit = options.maxMessageSize
+        if message.count > limit {
+            throw TransportError(.messageTooLarge(size: message.count, limit: limit), operation: "send")
+        }
+        let socket = raw
+        try await sendAIO(message, timeout: timeout ?? options.defaultTimeout, operation: "send") { nng_send_aio(socket, $0) }
+    }
+
+    /// Receives the next message. A nil `timeout` means `Options.defaultTimeout`.
+    public func receive(timeout: Duration? = nil) async throws(TransportError) -> Message {
+        let socket = raw
+        return try await receiveAIO(timeout: timeout ?? options.defaultTimeout, operation: "receive") { nng_recv_aio(socket, $0) }
+    }
+
+    /// Opens an independent context: its own request/reply state over this socket, so many
+    /// requests can be outstanding at once (request, reply and subscribe patterns only).
+    public func makeContext() throws(TransportError) -> Context {
+        guard pattern.supportsContexts else {
+            throw TransportError(.protocolState, operation: "open context on \(pattern.rawValue) socket")
+        }
+        var c = nng_ctx()
+        try check(nng_ctx_open(&c, raw), "open context")
+        return Context(raw: c, socket: self)
+    }
+
+    /// The TCP port a `tcp://HOST:0` listener was bound to.
+    public func boundPort(of listener: Listener) throws(TransportError) -> Int {
+        var port: Int32 = 0
+        try check(nng_listener_get_int(listener.raw, NNG_OPT_TCP_BOUND_PORT, &port), "bound port", address: listener.address)
+        return Int(port)
+    }
+}
+
+/// A started listener; closing it stops accepting and drops its connections.
+public struct Listener: Sendable {
+    let raw: nng_listener
+    public let address: String
+    public func close() { nng_listener_close(raw) }
+}
+
+/// A started dialer; closing it stops reconnecting and drops its connection.
+public struct Dialer: Sendable {
+    let raw: nng_dialer
+    public let address: String
+    public func close() { nng_dialer_close(raw) }
+}
+
+/// Shared by sockets and contexts: send a message through an aio, handing over its buffer.
+func sendAIO(_ message: consuming Message, timeout: Duration?, operation: String,
+             submit: (OpaquePointer) -> Void) async throws(TransportError) {
+    let msg = message.release()
+    try await withAIO(timeout: timeout, operation: operation) { aio in
+        nng_aio_set_msg(aio, msg)
+        submit(aio)
+    } finish: { aio, rv throws(TransportError) in
+        if rv != 0 {
+            // On failure the message is still ours.
+            nng_msg_free(msg)
+            throw TransportError.fromNNG(rv, operation: operation)
+        }
+    }
+}
+
+/// Shared by sockets and contexts: receive a message through an aio.
+func receiveAIO(timeout: Duration?, operation: String,
+                submit: (OpaquePointer) -> Void) async throws(TransportError) -> Message {
+    try await withAIO(timeout: timeout, operation: operation, submit: submit) { aio, rv throws(TransportError) -> Message in
+        if rv != 0 { throw TransportError.fromNNG(rv, operation: operation) }
+        return Message(taking: nng_aio_get_msg(aio))
+    }
+}

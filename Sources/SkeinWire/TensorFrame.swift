@@ -1,0 +1,95 @@
+/// A frame carrying float32 values: a fixed 40-byte header, then `count` little-endian floats.
+///
+/// Header: magic "ST" (2) ‖ version (1) ‖ dtype (1, 1 = float32) ‖ count (4) ‖
+/// epoch (8) ‖ tag (8) ‖ offset (8) ‖ reserved (8). `epoch` fences stale peers of a
+/// data-parallel group; `tag` identifies the step and chunk; `offset` is the position of the
+/// first value in the whole tensor. The payload is written and read in place, never copied
+/// into an intermediate array.
+public struct TensorFrameHeader: Equatable, Sendable {
+    public static let size = 40
+    public static let float32: UInt8 = 1
+
+    public var count: UInt32
+    public var epoch: UInt64
+    public var tag: UInt64
+    public var offset: UInt64
+
+    public init(count: UInt32, epoch: UInt64, tag: UInt64, offset: UInt64) {
+        self.count = count; self.epoch = epoch; self.tag = tag; self.offset = offset
+    }
+
+    /// Bytes of the whole frame.
+    public var frameSize: Int { Self.size + Int(count) * 4 }
+
+    /// Writes the header into the first `size` bytes of `buffer` (which must be that large).
+    public func write(into buffer: UnsafeMutableRawBufferPointer) {
+        precondition(buffer.count >= Self.size)
+        buffer.storeBytes(of: Wire.tensorMagic.littleEndian, toByteOffset: 0, as: UInt16.self)
+        buffer.storeBytes(of: Wire.protocolVersion, toByteOffset: 2, as: UInt8.self)
+        buffer.storeBytes(of: Self.float32, toByteOffset: 3, as: UInt8.self)
+        buffer.storeBytes(of: count.littleEndian, toByteOffset: 4, as: UInt32.self)
+        buffer.storeBytes(of: epoch.littleEndian, toByteOffset: 8, as: UInt64.self)
+        buffer.storeBytes(of: tag.littleEndian, toByteOffset: 16, as: UInt64.self)
+        buffer.storeBytes(of: offset.littleEndian, toByteOffset: 24, as: UInt64.self)
+        buffer.storeBytes(of: UInt64(0), toByteOffset: 32, as: UInt64.self)
+    }
+
+    /// Encodes a whole frame (header + payload) into a new array; for tests and small tensors.
+    public static func encode(_ header: TensorFrameHeader, values: [Float]) -> [UInt8] {
+        precondition(Int(header.count) == values.count)
+        var out = [UInt8](repeating: 0, count: header.frameSize)
+        out.withUnsafeMutableBytes { buf in
+            header.write(into: buf)
+            writePayload(values, into: UnsafeMutableRawBufferPointer(rebasing: buf[size...]))
+        }
+        return out
+    }
+
+    /// Validates a frame and returns its header; the payload is `frame[size...]`.
+    /// Total: any malformed, truncated or oversized frame throws.
+    public static func decode(_ frame: UnsafeRawBufferPointer, maxCount: Int = Wire.defaultMaxFrame / 4) throws(WireError) -> TensorFrameHeader {
+        var r = ByteReader(frame)
+        let magic: UInt16 = try r.read("magic")
+        guard magic == Wire.tensorMagic else { throw .badMagic(magic) }
+        let version: UInt8 = try r.read("version")
+        guard version == Wire.protocolVersion else { throw .unsupportedVersion(version) }
+        let dtype: UInt8 = try r.read("dtype")
+        guard dtype == float32 else { throw .invalidValue(field: "dtype", value: UInt64(dtype)) }
+        let count: UInt32 = try r.read("count")
+        let epoch: UInt64 = try r.read("epoch")
+        let tag: UInt64 = try r.read("tag")
+        let offset: UInt64 = try r.read("offset")
+        let _: UInt64 = try r.read("reserved")
+        guard Int(count) <= maxCount else {
+            throw .lengthOutOfRange(field: "count", declared: UInt64(count), limit: UInt64(maxCount))
+        }
+        let payload = Int(count) * 4
+        if payload > r.remaining { throw .truncated(field: "payload", needed: payload, available: r.remaining) }
+        if payload < r.remaining { throw .trailingBytes(r.remaining - payload) }
+        return TensorFrameHeader(count: count, epoch: epoch, tag: tag, offset: offset)
+    }
+
+    /// Copies floats into a payload area as little-endian (a plain copy on little-endian hosts).
+    public static func writePayload(_ values: UnsafeBufferPointer<Float>, into buffer: UnsafeMutableRawBufferPointer) {
+        precondition(buffer.count >= values.count * 4)
+        #if _endian(little)
+        if values.count > 0 { buffer.baseAddress!.copyMemory(from: values.baseAddress!, byteCount: values.count * 4) }
+        #else
+        for (i, v) in values.enumerated() { buffer.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: i * 4, as: UInt32.self) }
+        #endif
+    }
+
+    public static func writePayload(_ values: [Float], into buffer: UnsafeMutableRawBufferPointer) {
+        values.withUnsafeBufferPointer { writePayload($0, into: buffer) }
+    }
+
+    /// Reads `count` floats from a payload area (which need not be aligned).
+    public static func readPayload(_ buffer: UnsafeRawBufferPointer, into values: UnsafeMutableBufferPointer<Float>) {
+        precondition(buffer.count >= values.count * 4)
+        #if _endian(little)
+        if values.count > 0 { UnsafeMutableRawPointer(values.baseAddress!).copyMemory(from: buffer.baseAddress!, byteCount: values.count * 4) }
+        #else
+        for i in 0..<values.count { values[i] = Float(bitPattern: UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))) }
+        #endif
+    }
+}

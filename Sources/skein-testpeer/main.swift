@@ -1,0 +1,89 @@
+// A peer process for the transport tests: it listens on an address with one pattern and
+// echoes what it receives, so the tests exercise real process boundaries.
+//
+//   skein-testpeer rep-echo  ADDRESS [--tls CERT KEY CA]   reply with the request
+//   skein-testpeer pair-echo ADDRESS                       send back every message
+//   skein-testpeer pull-push PULL_ADDRESS PUSH_ADDRESS      forward pulled messages
+//   skein-testpeer publish   ADDRESS                        publish "tick N" every 20 ms
+//
+// It prints "ready PORT" once listening (PORT is the bound TCP port, 0 for other
+// transports) and runs until killed.
+import SkeinTransport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func fail(_ text: String) -> Never {
+    let line = Array("skein-testpeer: \(text)\n".utf8)
+    _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    exit(2)
+}
+
+func ready(_ socket: Socket, _ listener: Listener) {
+    let port = listener.address.hasPrefix("tcp://") || listener.address.hasPrefix("tls+tcp://") ? (try? socket.boundPort(of: listener)) ?? 0 : 0
+    print("ready \(port)")
+    fflush(nil) // all streams: `stdout` itself is a global Swift 6 rejects
+}
+
+var args = Array(CommandLine.arguments.dropFirst())
+guard args.count >= 2 else { fail("usage: skein-testpeer MODE ADDRESS [...]") }
+let mode = args[0], address = args[1]
+var tls: TLSConfiguration?
+if let i = args.firstIndex(of: "--tls") {
+    guard args.count >= i + 4 else { fail("--tls needs CERT KEY CA") }
+    tls = TLSConfiguration(certificatePath: args[i + 1], keyPath: args[i + 2], certificateAuthorityPath: args[i + 3],
+                           requirePeerCertificate: false)
+}
+let options = Socket.Options(defaultTimeout: nil)
+
+do {
+    switch mode {
+    case "rep-echo":
+        let socket = try Socket(.reply, options: options)
+        ready(socket, try socket.listen(address, tls: tls))
+        // Several contexts so concurrent requests are served concurrently.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 {
+                let ctx = try socket.makeContext()
+                group.addTask {
+                    while true {
+                        let m = try await ctx.receive()
+                        try await ctx.send(m)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    case "pair-echo":
+        let socket = try Socket(.pair, options: options)
+        ready(socket, try socket.listen(address, tls: tls))
+        while true {
+            let m = try await socket.receive()
+            try await socket.send(m)
+        }
+    case "pull-push":
+        guard args.count >= 3 else { fail("pull-push needs PULL_ADDRESS PUSH_ADDRESS") }
+        let pull = try Socket(.pull, options: options)
+        let listener = try pull.listen(address)
+        let push = try Socket(.push, options: options)
+        try push.dial(args[2])
+        ready(pull, listener)
+        while true {
+            let m = try await pull.receive()
+            try await push.send(m)
+        }
+    case "publish":
+        let socket = try Socket(.publish, options: options)
+        ready(socket, try socket.listen(address))
+        var n = 0
+        while true {
+            try await socket.send(try Message(bytes: Array("tick \(n)".utf8)))
+            n += 1
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    default:
+        fail("unknown mode \(mode)")
+    }
+} catch {
+    fail("\(error)")
+}
