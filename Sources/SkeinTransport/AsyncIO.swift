@@ -1,15 +1,36 @@
 import CNNG
+import Synchronization
 
 /// Holds one `nng_aio` and the continuation its completion resumes.
 ///
 /// `@unchecked Sendable` is sound because of a strict hand-off: the awaiting task stores the
 /// continuation *before* it submits the aio, and nng calls `aioCompleted` exactly once per
-/// submission, which resumes the continuation exactly once. The task reads nothing the
-/// callback writes until after it has been resumed. `aio` itself is set once, before any
-/// sharing, and only nng's thread-safe `nng_aio_cancel` is called on it concurrently.
+/// submission, which takes the continuation and resumes it exactly once. The task reads
+/// nothing the callback writes until it has been resumed, and an idle completion sits in an
+/// `AIOPool` where no callback can reach it. `aio` is set once, right after allocation and
+/// before any sharing; only nng's thread-safe `nng_aio_cancel` touches it concurrently.
 final class AIOCompletion: @unchecked Sendable {
-    var aio: OpaquePointer?
-    var continuation: CheckedContinuation<Void, Never>?
+    private(set) var aio: OpaquePointer?
+    var continuation: UnsafeContinuation<Void, Never>?
+
+    private init() {}
+
+    /// nng does not retain the box: the pool, or the task awaiting it, keeps it alive.
+    static func make() throws(TransportError) -> AIOCompletion {
+        let box = AIOCompletion()
+        var a: OpaquePointer?
+        try check(nng_aio_alloc(&a, aioCompleted, Unmanaged.passUnretained(box).toOpaque()), "allocate aio")
+        box.aio = a
+        return box
+    }
+
+    /// Frees the aio. Call only from a task, never from `deinit`: if the last reference
+    /// dropped inside the completion callback, `nng_aio_free` would wait for that very
+    /// callback to return (a deadlock).
+    func free() {
+        if let aio { nng_aio_free(aio) }
+        aio = nil
+    }
 }
 
 /// nng calls this on its own thread. It must live at file scope: a `@convention(c)` closure
@@ -20,6 +41,36 @@ private func aioCompleted(_ arg: UnsafeMutableRawPointer?) {
     let c = box.continuation
     box.continuation = nil
     c?.resume()
+}
+
+/// Idle aios of one socket, reused so a send or receive costs no allocation. Closing the
+/// pool frees the idle ones; busy ones are freed by their task when they come back.
+final class AIOPool: Sendable {
+    private let state = Mutex<(idle: [AIOCompletion], closed: Bool)>(([], false))
+
+    func take() throws(TransportError) -> AIOCompletion {
+        if let box = state.withLock({ $0.idle.popLast() }) { return box }
+        return try AIOCompletion.make()
+    }
+
+    func give(_ box: AIOCompletion) {
+        // Reuse of an aio whose callback is still unwinding is safe: nng counts the task busy.
+        let keep = state.withLock { s -> Bool in
+            guard !s.closed, s.idle.count < 16 else { return false }
+            s.idle.append(box)
+            return true
+        }
+        if !keep { box.free() }
+    }
+
+    func close() {
+        let idle = state.withLock { s -> [AIOCompletion] in
+            s.closed = true
+            defer { s.idle = [] }
+            return s.idle
+        }
+        for box in idle { box.free() }
+    }
 }
 
 /// nng's duration (milliseconds, or -1 for infinite) for an optional Swift duration.
@@ -35,35 +86,25 @@ func nngDuration(_ d: Duration?) -> nng_duration {
 /// `finish` runs after completion with the aio's result code and may take a received message.
 /// Task cancellation aborts the operation with `nng_aio_cancel`; the result is then
 /// `NNG_ECANCELED`, reported as `.cancelled`.
-///
-/// The aio is freed here, after the await, never in a `deinit`: freeing from the completion
-/// thread would wait on the very callback that is running (a deadlock).
 func withAIO<R: ~Copyable>(
+    from pool: AIOPool,
     timeout: Duration?,
-    operation: String,
     submit: (OpaquePointer) -> Void,
     finish: (OpaquePointer, Int32) throws(TransportError) -> R
 ) async throws(TransportError) -> R {
-    let box = AIOCompletion()
-    var aio: OpaquePointer?
-    try check(nng_aio_alloc(&aio, aioCompleted, Unmanaged.passUnretained(box).toOpaque()), operation)
-    let handle = aio!
-    box.aio = handle
-    defer {
-        // Waits for the callback to return if it is still unwinding on nng's thread.
-        nng_aio_free(handle)
-        withExtendedLifetime(box) {}
-    }
-    nng_aio_set_timeout(handle, nngDuration(timeout))
+    let box = try pool.take()
+    defer { pool.give(box) }
+    let aio = box.aio!
+    nng_aio_set_timeout(aio, nngDuration(timeout))
     await withTaskCancellationHandler {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+        await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
             box.continuation = c
-            submit(handle)
+            submit(aio)
             // A cancel that arrived before submission found nothing to abort: abort now.
-            if Task.isCancelled { nng_aio_cancel(handle) }
+            if Task.isCancelled { nng_aio_cancel(aio) }
         }
     } onCancel: {
         if let aio = box.aio { nng_aio_cancel(aio) }
     }
-    return try finish(handle, nng_aio_result(handle))
+    return try finish(aio, nng_aio_result(aio))
 }

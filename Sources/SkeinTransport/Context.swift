@@ -27,12 +27,12 @@ public final class Context: Sendable {
             throw TransportError(.messageTooLarge(size: message.count, limit: limit), operation: "send")
         }
         let ctx = raw
-        try await sendAIO(message, timeout: timeout ?? socket.options.defaultTimeout, operation: "send") { nng_ctx_send(ctx, $0) }
+        try await sendAIO(message, pool: socket.aios, timeout: timeout ?? socket.options.defaultTimeout, operation: "send") { nng_ctx_send(ctx, $0) }
     }
 
     public func receive(timeout: Duration? = nil) async throws(TransportError) -> Message {
         let ctx = raw
-        return try await receiveAIO(timeout: timeout ?? socket.options.defaultTimeout, operation: "receive") { nng_ctx_recv(ctx, $0) }
+        return try await receiveAIO(pool: socket.aios, timeout: timeout ?? socket.options.defaultTimeout, operation: "receive") { nng_ctx_recv(ctx, $0) }
     }
 
     /// Sends a request and awaits its reply (request pattern). The deadline covers both.

@@ -31,6 +31,7 @@ public final class Socket: Sendable {
     public let options: Options
     let raw: nng_socket
     private let isClosed = Atomic<Bool>(false)
+    let aios = AIOPool()
 
     public init(_ pattern: Pattern, options: Options = Options()) throws(TransportError) {
         self.pattern = pattern
@@ -54,7 +55,10 @@ public final class Socket: Sendable {
 
     /// Closes the socket; pending operations end with `.closed`. Idempotent.
     public func close() {
-        if !isClosed.exchange(true, ordering: .acquiringAndReleasing) { nng_close(raw) }
+        if !isClosed.exchange(true, ordering: .acquiringAndReleasing) {
+            nng_close(raw)
+            aios.close()
+        }
     }
 
     /// Listens on `address` (`inproc://`, `ipc://`, `tcp://`, `tls+tcp://`). For
@@ -103,18 +107,34 @@ public final class Socket: Sendable {
     /// Sends `message`, handing its buffer to nng. A nil `timeout` means `Options.defaultTimeout`.
     /// Throws `.messageTooLarge` without sending when the message exceeds `maxMessageSize`.
     public func send(_ message: consuming Message, timeout: Duration? = nil) async throws(TransportError) {
+        if Task.isCancelled { throw TransportError(.cancelled, operation: "send") }
         let limit = options.maxMessageSize
         if message.count > limit {
             throw TransportError(.messageTooLarge(size: message.count, limit: limit), operation: "send")
         }
+        // Fast path: if nng can take the message right now, no aio and no thread hop.
+        let msg = message.release()
+        let rv = nng_sendmsg(raw, msg, Int32(NNG_FLAG_NONBLOCK))
+        if rv == 0 { return }
+        message = Message(taking: msg)
+        if UInt32(rv) != NNG_EAGAIN.rawValue { throw TransportError.fromNNG(rv, operation: "send") }
         let socket = raw
-        try await sendAIO(message, timeout: timeout ?? options.defaultTimeout, operation: "send") { nng_send_aio(socket, $0) }
+        try await sendAIO(message, pool: aios, timeout: timeout ?? options.defaultTimeout, operation: "send") { nng_send_aio(socket, $0) }
     }
 
     /// Receives the next message. A nil `timeout` means `Options.defaultTimeout`.
     public func receive(timeout: Duration? = nil) async throws(TransportError) -> Message {
+        // Fast path: a message already queued is taken without an aio or a thread hop. Not for
+        // request sockets: there a receive that gives up (as a non-blocking one does) aborts
+        // the outstanding request.
+        if pattern != .request {
+            var msg: OpaquePointer?
+            let rv = nng_recvmsg(raw, &msg, Int32(NNG_FLAG_NONBLOCK))
+            if rv == 0, let msg { return Message(taking: msg) }
+            if UInt32(rv) != NNG_EAGAIN.rawValue { throw TransportError.fromNNG(rv, operation: "receive") }
+        }
         let socket = raw
-        return try await receiveAIO(timeout: timeout ?? options.defaultTimeout, operation: "receive") { nng_recv_aio(socket, $0) }
+        return try await receiveAIO(pool: aios, timeout: timeout ?? options.defaultTimeout, operation: "receive") { nng_recv_aio(socket, $0) }
     }
 
     /// Opens an independent context: its own request/reply state over this socket, so many
@@ -151,10 +171,10 @@ public struct Dialer: Sendable {
 }
 
 /// Shared by sockets and contexts: send a message through an aio, handing over its buffer.
-func sendAIO(_ message: consuming Message, timeout: Duration?, operation: String,
+func sendAIO(_ message: consuming Message, pool: AIOPool, timeout: Duration?, operation: String,
              submit: (OpaquePointer) -> Void) async throws(TransportError) {
     let msg = message.release()
-    try await withAIO(timeout: timeout, operation: operation) { aio in
+    try await withAIO(from: pool, timeout: timeout) { aio in
         nng_aio_set_msg(aio, msg)
         submit(aio)
     } finish: { aio, rv throws(TransportError) in
@@ -167,9 +187,9 @@ func sendAIO(_ message: consuming Message, timeout: Duration?, operation: String
 }
 
 /// Shared by sockets and contexts: receive a message through an aio.
-func receiveAIO(timeout: Duration?, operation: String,
+func receiveAIO(pool: AIOPool, timeout: Duration?, operation: String,
                 submit: (OpaquePointer) -> Void) async throws(TransportError) -> Message {
-    try await withAIO(timeout: timeout, operation: operation, submit: submit) { aio, rv throws(TransportError) -> Message in
+    try await withAIO(from: pool, timeout: timeout, submit: submit) { aio, rv throws(TransportError) -> Message in
         if rv != 0 { throw TransportError.fromNNG(rv, operation: operation) }
         return Message(taking: nng_aio_get_msg(aio))
     }

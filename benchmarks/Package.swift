@@ -1,0 +1,12 @@
+// swift-tools-version: 6.1
+// Benchmarks live in their own package so `swift test` at the top never builds them.
+import PackageDescription
+
+let package = Package(
+    name: "SkeinBenchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [.package(name: "Skein", path: "..")],
+    targets: [
+        .executableTarget(name: "transport-bench", dependencies: [.product(name: "SkeinTransport", package: "Skein")]),
+    ]
+)
