@@ -11,6 +11,11 @@ let package = Package(
         .executable(name: "skein", targets: ["skein"]),
         .library(name: "SkeinWire", targets: ["SkeinWire"]),
         .library(name: "SkeinTransport", targets: ["SkeinTransport"]),
+        .library(name: "SkeinTrain", targets: ["SkeinTrain"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // System libraries: exactly one Swift target imports each.
@@ -19,13 +24,21 @@ let package = Package(
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
 
         .target(name: "SkeinWire"),
+        .target(name: "SkeinRandom"),
+        .target(name: "SkeinTensor", dependencies: ["CBLAS"]),
+        .target(name: "SkeinTrain", dependencies: ["SkeinTensor", "SkeinRandom", "SkeinWire", "CZlib"]),
         .target(name: "SkeinTransport", dependencies: ["CNNG"]),
 
-        .executableTarget(name: "skein", dependencies: ["SkeinWire", "SkeinTransport"]),
+        .executableTarget(name: "skein", dependencies: [
+            "SkeinWire", "SkeinTransport", "SkeinTrain", "SkeinTensor",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Yams", package: "Yams"),
+        ]),
         // A small peer process the transport tests start, so round trips cross real process boundaries.
         .executableTarget(name: "skein-testpeer", dependencies: ["SkeinTransport"]),
 
         .testTarget(name: "SkeinWireTests", dependencies: ["SkeinWire"]),
+        .testTarget(name: "SkeinTrainTests", dependencies: ["SkeinTrain", "SkeinTensor", "SkeinRandom", "SkeinTestSupport"]),
         // Helpers for multi-process tests: start built executables, unique addresses and paths.
         .target(name: "SkeinTestSupport", path: "Tests/Support"),
         .testTarget(name: "SkeinTransportTests", dependencies: ["SkeinTransport", "SkeinTestSupport", "skein-testpeer"]),

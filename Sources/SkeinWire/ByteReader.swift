@@ -68,3 +68,29 @@ public protocol WireCodable: Sendable, Equatable {
     func encode(to writer: inout ByteWriter)
     init(from reader: inout ByteReader) throws(WireError)
 }
+
+extension ByteReader {
+    /// Reads a `UInt64` count and that many little-endian floats, checking the bytes exist first.
+    public mutating func readFloats(_ field: String) throws(WireError) -> [Float] {
+        let n = try read(field, as: UInt64.self)
+        guard n <= UInt64(remaining / 4) else {
+            throw .lengthOutOfRange(field: field, declared: n, limit: UInt64(remaining / 4))
+        }
+        let count = Int(n)
+        var out = [Float](repeating: 0, count: count)
+        out.withUnsafeMutableBytes { dst in
+            dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: buffer[offset..<offset + count * 4]))
+        }
+        #if !_endian(little)
+        for i in 0..<count { out[i] = Float(bitPattern: UInt32(littleEndian: out[i].bitPattern)) }
+        #endif
+        offset += count * 4
+        return out
+    }
+
+    /// Skips `n` bytes (checked).
+    public mutating func skip(_ n: Int, _ field: String) throws(WireError) {
+        try need(n, field)
+        offset += n
+    }
+}

@@ -37,3 +37,15 @@ public struct ByteWriter: Sendable {
         }
     }
 }
+
+extension ByteWriter {
+    /// A `UInt64` count, then the floats as raw little-endian bytes (one bulk copy).
+    public mutating func write(floats: UnsafeBufferPointer<Float>) {
+        write(UInt64(floats.count))
+        #if _endian(little)
+        bytes.append(contentsOf: UnsafeRawBufferPointer(floats))
+        #else
+        for f in floats { write(f.bitPattern) }
+        #endif
+    }
+}

@@ -1,0 +1,259 @@
+import SkeinRandom
+import SkeinTensor
+
+/// Loss and accuracy over some rows.
+public struct Evaluation: Equatable, Sendable {
+    public var loss: Double
+    /// Fraction correct (classification); nil for regression.
+    public var accuracy: Double?
+    public var count: Int
+}
+
+/// What one optimiser step did.
+public struct StepReport: Sendable {
+    public var epoch: Int
+    public var stepInEpoch: Int
+    public var globalStep: Int
+    public var learningRate: Float
+    /// Mean loss over this rank's rows of the batch.
+    public var loss: Double
+    public var correct: Int
+    public var rows: Int
+    /// True when this step finished an epoch.
+    public var endedEpoch: Bool
+}
+
+/// Settings of a training run.
+public struct TrainingSettings: Codable, Equatable, Sendable {
+    public var epochs: Int
+    /// Global batch size (split across the ranks of a data-parallel group).
+    public var batchSize: Int
+    public var optimizer: OptimizerConfig
+    public var schedule: LearningRateSchedule
+    /// Clip the global gradient norm to this value; 0 disables clipping.
+    public var clipNorm: Float
+    /// Report training metrics every this many steps.
+    public var logEvery: Int
+
+    public init(epochs: Int = 10, batchSize: Int = 128, optimizer: OptimizerConfig = OptimizerConfig(),
+                schedule: LearningRateSchedule = LearningRateSchedule(), clipNorm: Float = 0, logEvery: Int = 100) {
+        self.epochs = epochs; self.batchSize = batchSize; self.optimizer = optimizer; self.schedule = schedule
+        self.clipNorm = clipNorm; self.logEvery = logEvery
+    }
+
+    enum CodingKeys: String, CodingKey { case epochs, batchSize = "batch_size", optimizer, schedule, clipNorm = "clip_norm", logEvery = "log_every" }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = TrainingSettings()
+        epochs = try c.decodeIfPresent(Int.self, forKey: .epochs) ?? d.epochs
+        batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? d.batchSize
+        optimizer = try c.decodeIfPresent(OptimizerConfig.self, forKey: .optimizer) ?? d.optimizer
+        schedule = try c.decodeIfPresent(LearningRateSchedule.self, forKey: .schedule) ?? d.schedule
+        clipNorm = try c.decodeIfPresent(Float.self, forKey: .clipNorm) ?? d.clipNorm
+        logEvery = try c.decodeIfPresent(Int.self, forKey: .logEvery) ?? d.logEvery
+    }
+
+    public func validate() throws(TrainError) {
+        guard epochs >= 1 else { throw .invalidConfig("training.epochs must be >= 1 (got \(epochs))") }
+        guard batchSize >= 1 else { throw .invalidConfig("training.batch_size must be >= 1 (got \(batchSize))") }
+        guard clipNorm >= 0 else { throw .invalidConfig("training.clip_norm must be >= 0") }
+        guard logEvery >= 1 else { throw .invalidConfig("training.log_every must be >= 1") }
+        try optimizer.validate()
+    }
+}
+
+/// Reduces gradients across the ranks of a data-parallel group. The default does nothing
+/// (one rank). It receives this rank's gradient, already divided by the global batch size,
+/// and must leave the group's sum in place.
+public protocol GradientReducer {
+    mutating func reduce(_ gradients: FloatBuffer) throws
+}
+
+/// The reducer of a single-rank run.
+public struct LocalReducer: GradientReducer {
+    public init() {}
+    public mutating func reduce(_ gradients: FloatBuffer) throws {}
+}
+
+/// Trains a network on a data set, step by step, deterministically: the same seed gives the
+/// same parameters bit for bit, and `checkpoint()`/`restore(_:)` continue exactly.
+///
+/// As rank `rank` of `world`, it trains on its fixed slice of every global batch.
+/// Not thread-safe: one task drives a trainer.
+public final class Trainer {
+    public let network: Network
+    public let loss: Loss
+    public let optimizer: Optimizer
+    public let settings: TrainingSettings
+    public let data: Dataset
+    public let seed: UInt64
+    public let rank: Int
+    public let world: Int
+
+    public private(set) var epoch = 0
+    public private(set) var stepInEpoch = 0
+    public private(set) var globalStep = 0
+    private var dropoutRNG: Xoshiro256
+    private var order: [Int] = []
+    private var orderEpoch = -1
+
+    private let batchX: FloatBuffer
+    private let batchLabels: UnsafeMutablePointer<Int32>
+    private let batchValues: FloatBuffer
+    private let dOutput: FloatBuffer
+
+    public init(network: Network, loss: Loss, settings: TrainingSettings, data: Dataset, seed: UInt64,
+                rank: Int = 0, world: Int = 1) throws(TrainError) {
+        try settings.validate()
+        guard data.featureCount == network.inputCount else {
+            throw .invalidModel("the model takes \(network.inputCount) inputs, data set \(data.name) has \(data.featureCount) features")
+        }
+        guard data.outputCount == network.outputCount else {
+            throw .invalidModel("the model has \(network.outputCount) outputs, data set \(data.name) needs \(data.outputCount)")
+        }
+        switch (loss, data.targets) {
+        case (.softmaxCrossEntropy, .classes), (.meanSquaredError, .values): break
+        default: throw .invalidModel("loss \(loss.rawValue) does not fit the targets of \(data.name)")
+        }
+        self.network = network
+        self.loss = loss
+        self.settings = settings
+        self.data = data
+        self.seed = seed
+        self.rank = rank
+        self.world = world
+        optimizer = Optimizer(settings.optimizer, parameterCount: network.parameterCount)
+        dropoutRNG = Xoshiro256(seed: Seed.derive(seed, Seed.label("dropout"), UInt64(rank)))
+        network.initialize(seed: Seed.derive(seed, Seed.label("init")))
+        let rows = settings.batchSize
+        batchX = FloatBuffer(count: rows * data.featureCount)
+        batchLabels = .allocate(capacity: rows)
+        batchValues = FloatBuffer(count: rows * data.outputCount)
+        dOutput = FloatBuffer(count: rows * network.outputCount)
+    }
+
+    deinit { batchLabels.deallocate() }
+
+    public var stepsPerEpoch: Int { Permutation.stepsPerEpoch(count: data.count, globalBatch: settings.batchSize) }
+    public var totalSteps: Int { stepsPerEpoch * settings.epochs }
+    public var isFinished: Bool { epoch >= settings.epochs }
+
+    /// Runs the next optimiser step; `reducer` combines gradients across a group.
+    public func step(reducer: inout some GradientReducer) throws -> StepReport {
+        precondition(!isFinished, "training already finished")
+        if orderEpoch != epoch {
+            order = Permutation.epochOrder(count: data.count, seed: seed, epoch: epoch)
+            orderEpoch = epoch
+        }
+        let rows = Permutation.shard(of: order, step: stepInEpoch, globalBatch: settings.batchSize, rank: rank, world: world)
+        let globalRows = min(settings.batchSize, data.count - stepInEpoch * settings.batchSize)
+        gather(rows)
+        let n = rows.count
+        let out = network.forward(batchX.pointer, batch: n, training: true, rng: &dropoutRNG)
+        let (sum, correct) = loss.evaluate(out, batch: n, width: network.outputCount, targets: targets(), grad: dOutput.pointer,
+                                           normalizer: Float(globalRows))
+        if n > 0 {
+            network.backward(batchX.pointer, batch: n, dOutput: dOutput.pointer)
+        } else {
+            network.gradients.fill(0)
+        }
+        try reducer.reduce(network.gradients)
+        if settings.clipNorm > 0 { Optimizer.clip(network.gradients, maxNorm: settings.clipNorm) }
+        let lr = settings.schedule.rate(at: globalStep, base: settings.optimizer.learningRate, totalSteps: totalSteps)
+        optimizer.update(parameters: network.parameters, gradients: network.gradients, lr: lr)
+        let report = StepReport(epoch: epoch, stepInEpoch: stepInEpoch, globalStep: globalStep, learningRate: lr,
+                                loss: n > 0 ? sum / Double(n) : 0, correct: correct, rows: n, endedEpoch: stepInEpoch + 1 == stepsPerEpoch)
+        globalStep += 1
+        stepInEpoch += 1
+        if stepInEpoch == stepsPerEpoch { stepInEpoch = 0; epoch += 1 }
+        return report
+    }
+
+    /// Single-rank convenience.
+    public func step() throws -> StepReport {
+        var local = LocalReducer()
+        return try step(reducer: &local)
+    }
+
+    private func gather(_ rows: ArraySlice<Int>) {
+        let d = data.featureCount
+        data.features.withUnsafeBufferPointer { f in
+            for (k, i) in rows.enumerated() { (batchX.pointer + k * d).update(from: f.baseAddress! + i * d, count: d) }
+        }
+        switch data.targets {
+        case let .classes(labels, _):
+            for (k, i) in rows.enumerated() { batchLabels[k] = labels[i] }
+        case let .values(v, w):
+            v.withUnsafeBufferPointer { vp in
+                for (k, i) in rows.enumerated() { (batchValues.pointer + k * w).update(from: vp.baseAddress! + i * w, count: w) }
+            }
+        }
+    }
+
+    private func targets() -> Loss.Targets {
+        switch data.targets {
+        case .classes: .classes(batchLabels)
+        case .values: .values(batchValues.pointer)
+        }
+    }
+
+    /// Loss and accuracy of the current parameters on `set` (no dropout), in batches.
+    public func evaluate(_ set: Dataset, batchSize: Int = 1000) -> Evaluation {
+        var rng = Xoshiro256(seed: 0)
+        var total = 0.0, correct = 0
+        let d = set.featureCount
+        set.features.withUnsafeBufferPointer { f in
+            var start = 0
+            while start < set.count {
+                let n = min(batchSize, set.count - start)
+                let out = network.forward(f.baseAddress! + start * d, batch: n, training: false, rng: &rng)
+                let r: (loss: Double, correct: Int)
+                switch set.targets {
+                case let .classes(labels, _):
+                    r = labels.withUnsafeBufferPointer {
+                        loss.evaluate(out, batch: n, width: network.outputCount, targets: .classes($0.baseAddress! + start), grad: nil, normalizer: 1)
+                    }
+                case let .values(v, w):
+                    r = v.withUnsafeBufferPointer {
+                        loss.evaluate(out, batch: n, width: network.outputCount, targets: .values($0.baseAddress! + start * w), grad: nil, normalizer: 1)
+                    }
+                }
+                total += r.loss
+                correct += r.correct
+                start += n
+            }
+        }
+        let isClassification = if case .classes = set.targets { true } else { false }
+        return Evaluation(loss: total / Double(max(set.count, 1)),
+                          accuracy: isClassification ? Double(correct) / Double(max(set.count, 1)) : nil, count: set.count)
+    }
+
+    /// The whole training state.
+    public func checkpoint() -> Checkpoint {
+        Checkpoint(layers: network.layers, loss: loss, optimizerKind: settings.optimizer.kind, epoch: epoch,
+                   stepInEpoch: stepInEpoch, globalStep: globalStep, optimizerStep: optimizer.step,
+                   dropoutRNG: dropoutRNG.state, parameters: network.parameters.array,
+                   firstMoment: optimizer.first.array, secondMoment: optimizer.second.array)
+    }
+
+    /// Continues from `c`; it must be for the same model, loss and optimiser.
+    public func restore(_ c: Checkpoint, path: String = "checkpoint") throws(TrainError) {
+        func fail(_ r: String) -> TrainError { .checkpoint(path: path, reason: r) }
+        guard c.layers == network.layers else { throw fail("it is for model \(c.layers), not \(network.layers)") }
+        guard c.loss == loss else { throw fail("it is for loss \(c.loss.rawValue), not \(loss.rawValue)") }
+        guard c.optimizerKind == settings.optimizer.kind else { throw fail("it is for optimizer \(c.optimizerKind.rawValue), not \(settings.optimizer.kind.rawValue)") }
+        guard c.parameters.count == network.parameterCount, c.firstMoment.count == optimizer.first.count,
+              c.secondMoment.count == optimizer.second.count else { throw fail("buffer sizes do not match the model") }
+        guard let rng = Xoshiro256(state: c.dropoutRNG) else { throw fail("invalid RNG state") }
+        guard c.stepInEpoch < stepsPerEpoch else { throw fail("step \(c.stepInEpoch) is past the end of an epoch of \(stepsPerEpoch) steps") }
+        network.parameters.copy(from: FloatBuffer(c.parameters))
+        optimizer.first.copy(from: FloatBuffer(c.firstMoment))
+        optimizer.second.copy(from: FloatBuffer(c.secondMoment))
+        optimizer.step = c.optimizerStep
+        dropoutRNG = rng
+        epoch = c.epoch
+        stepInEpoch = c.stepInEpoch
+        globalStep = c.globalStep
+    }
+}

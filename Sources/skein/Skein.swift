@@ -1,0 +1,25 @@
+import ArgumentParser
+import SkeinTensor
+
+@main
+struct Skein: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "skein",
+        abstract: "Distributed hyperparameter sweeps and data-parallel training.",
+        subcommands: [Train.self]
+    )
+
+    static func main() async {
+        BLASKernel.selectForThisCPU()
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+}

@@ -1,2 +1,0 @@
-// Placeholder entry point until the CLI issue lands its subcommands.
-print("skein: no subcommands yet")
