@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "SkeinWire", targets: ["SkeinWire"]),
         .library(name: "SkeinTransport", targets: ["SkeinTransport"]),
         .library(name: "SkeinTrain", targets: ["SkeinTrain"]),
+        .library(name: "SkeinTensor", targets: ["SkeinTensor"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -25,14 +26,17 @@ let package = Package(
 
         .target(name: "SkeinWire"),
         .target(name: "SkeinRandom"),
-        .target(name: "SkeinTensor", dependencies: ["CBLAS"]),
+        // Element-wise kernels in C, compiled per instruction set (target_clones) and picked at run time.
+        .target(name: "CKernels"),
+        .target(name: "SkeinTensor", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "SkeinTrain", dependencies: ["SkeinTensor", "SkeinRandom", "SkeinWire", "CZlib"]),
+        // Config files: YAML decoding with file/line/field errors, validation of every problem.
+        .target(name: "SkeinConfig", dependencies: ["SkeinTrain", .product(name: "Yams", package: "Yams")]),
         .target(name: "SkeinTransport", dependencies: ["CNNG"]),
 
         .executableTarget(name: "skein", dependencies: [
-            "SkeinWire", "SkeinTransport", "SkeinTrain", "SkeinTensor",
+            "SkeinWire", "SkeinTransport", "SkeinTrain", "SkeinTensor", "SkeinConfig",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Yams", package: "Yams"),
         ]),
         // A small peer process the transport tests start, so round trips cross real process boundaries.
         .executableTarget(name: "skein-testpeer", dependencies: ["SkeinTransport"]),

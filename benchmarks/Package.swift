@@ -8,5 +8,8 @@ let package = Package(
     dependencies: [.package(name: "Skein", path: "..")],
     targets: [
         .executableTarget(name: "transport-bench", dependencies: [.product(name: "SkeinTransport", package: "Skein")]),
+        .executableTarget(name: "train-bench", dependencies: [
+            .product(name: "SkeinTrain", package: "Skein"), .product(name: "SkeinTensor", package: "Skein"),
+        ]),
     ]
 )

@@ -30,7 +30,10 @@ public struct Checkpoint: Equatable, Sendable {
         var w = ByteWriter(capacity: 64 + 4 * (parameters.count + firstMoment.count + secondMoment.count))
         for b in Self.magic { w.write(b) }
         w.write(Self.formatVersion)
-        let modelJSON = (try? JSONEncoder().encode(layers)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
+        // Sorted keys: the same model must give the same bytes in every process.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let modelJSON = (try? encoder.encode(layers)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
         w.write(modelJSON)
         w.write(loss.rawValue)
         w.write(optimizerKind.rawValue)

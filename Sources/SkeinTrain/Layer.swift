@@ -35,7 +35,7 @@ enum Activation {
     static func forward(_ layer: Layer, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
         switch layer {
         case .relu:
-            for i in 0..<n { let v = x[i]; y[i] = v > 0 ? v : 0 }
+            Vectorized.relu(x, y, count: n)
         case .tanh:
             for i in 0..<n { y[i] = Float.tanhApprox(x[i]) }
         case .gelu:
@@ -55,7 +55,7 @@ enum Activation {
                          _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int) {
         switch layer {
         case .relu:
-            for i in 0..<n { dx[i] = x[i] > 0 ? dy[i] : 0 }
+            Vectorized.reluBackward(x, dy, dx, count: n)
         case .tanh:
             for i in 0..<n { dx[i] = dy[i] * (1 - y[i] * y[i]) }
         case .gelu:
@@ -77,6 +77,8 @@ extension Float {
     @inline(__always)
     static func tanhApprox(_ x: Float) -> Float { tanhf(x) }
 }
+
+import SkeinTensor
 
 #if canImport(Glibc)
 import Glibc

@@ -164,9 +164,7 @@ public final class Network {
                               c: dx, ldc: inputs)
                 }
             case .dropout:
-                if let mask = masks[i]?.pointer {
-                    for j in 0..<n { dx[j] = dy[j] * mask[j] }
-                }
+                if let mask = masks[i]?.pointer { Vectorized.multiply(dy, mask, dx, count: n) }
             default:
                 Activation.backward(layers[i], input, outputs[i].pointer, dy, dx, n)
             }

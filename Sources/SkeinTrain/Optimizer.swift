@@ -94,25 +94,8 @@ public final class Optimizer {
             let decoupled = config.kind == .adamw
             let l2: Float = decoupled ? 0 : wd
             let decay: Float = decoupled ? 1 - lr * wd : 1
-            let m = first.pointer, v = second.pointer
-            typealias V = Vectorized.V
-            let vb1 = V(repeating: b1), vb2 = V(repeating: b2), vc1 = V(repeating: 1 - b1), vc2 = V(repeating: 1 - b2)
-            let vl2 = V(repeating: l2), vdecay = V(repeating: decay), vstep = V(repeating: stepSize)
-            let vinv = V(repeating: invC2), veps = V(repeating: eps)
-            Vectorized.forEachChunk(n) { i in
-                let p = Vectorized.load(pp + i)
-                let grad = Vectorized.load(gp + i) + vl2 * p
-                let mi = vb1 * Vectorized.load(m + i) + vc1 * grad
-                let vi = vb2 * Vectorized.load(v + i) + vc2 * grad * grad
-                Vectorized.store(mi, m + i)
-                Vectorized.store(vi, v + i)
-                Vectorized.store(p * vdecay - vstep * mi / ((vi * vinv).squareRoot() + veps), pp + i)
-            } scalar: { i in
-                let grad = gp[i] + l2 * pp[i]
-                m[i] = b1 * m[i] + (1 - b1) * grad
-                v[i] = b2 * v[i] + (1 - b2) * grad * grad
-                pp[i] = pp[i] * decay - stepSize * m[i] / ((v[i] * invC2).squareRoot() + eps)
-            }
+            Vectorized.adamUpdate(p: pp, g: gp, m: first.pointer, v: second.pointer, count: n, b1: b1, b2: b2, l2: l2,
+                                  decay: decay, stepSize: stepSize, invC2: invC2, eps: eps)
         }
     }
 

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import SkeinTensor
 import SkeinTrain
-import Yams
+import SkeinConfig
 
 /// `skein train CONFIG.yaml`: trains one model locally.
 struct Train: ParsableCommand {
@@ -28,7 +28,7 @@ struct Train: ParsableCommand {
     var json = false
 
     func run() throws {
-        var cfg = try loadTrainConfig(config)
+        var cfg = try cli { () throws(ConfigError) in try YAMLConfig.loadTrainConfig(config) }
         if let checkpointDir { cfg.checkpoint.directory = checkpointDir }
         if let epochs { cfg.training.epochs = epochs }
         if let threads { BLAS.setThreadCount(threads) }

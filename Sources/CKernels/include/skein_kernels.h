@@ -1,0 +1,19 @@
+#ifndef SKEIN_KERNELS_H
+#define SKEIN_KERNELS_H
+#include <stddef.h>
+
+/// One Adam/AdamW update over n parameters (see Sources/SkeinTrain/Optimizer.swift for the
+/// maths). Compiled for several instruction sets and chosen at load time by the CPU; every
+/// version performs the same IEEE operations in the same order, without FMA contraction,
+/// so results are bitwise identical on any x86-64 machine.
+void skein_adam_update(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, size_t n,
+                       float b1, float b2, float l2, float decay, float step_size, float inv_c2, float eps);
+
+/// y = max(x, 0)
+void skein_relu(const float *restrict x, float *restrict y, size_t n);
+/// dx = x > 0 ? dy : 0
+void skein_relu_backward(const float *restrict x, const float *restrict dy, float *restrict dx, size_t n);
+/// z = x * y (element-wise)
+void skein_multiply(const float *restrict x, const float *restrict y, float *restrict z, size_t n);
+
+#endif
