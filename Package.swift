@@ -13,10 +13,12 @@ let package = Package(
         .library(name: "SkeinTransport", targets: ["SkeinTransport"]),
         .library(name: "SkeinTrain", targets: ["SkeinTrain"]),
         .library(name: "SkeinTensor", targets: ["SkeinTensor"]),
+        .library(name: "SkeinStore", targets: ["SkeinStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
     ],
     targets: [
         // System libraries: exactly one Swift target imports each.
@@ -30,18 +32,22 @@ let package = Package(
         .target(name: "CKernels"),
         .target(name: "SkeinTensor", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "SkeinTrain", dependencies: ["SkeinTensor", "SkeinRandom", "SkeinWire", "CZlib"]),
+        .target(name: "SkeinStore", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "SkeinReport", dependencies: ["SkeinStore"]),
         // Config files: YAML decoding with file/line/field errors, validation of every problem.
         .target(name: "SkeinConfig", dependencies: ["SkeinTrain", .product(name: "Yams", package: "Yams")]),
         .target(name: "SkeinTransport", dependencies: ["CNNG"]),
 
         .executableTarget(name: "skein", dependencies: [
-            "SkeinWire", "SkeinTransport", "SkeinTrain", "SkeinTensor", "SkeinConfig",
+            "SkeinWire", "SkeinTransport", "SkeinTrain", "SkeinTensor", "SkeinConfig", "SkeinStore", "SkeinReport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // A small peer process the transport tests start, so round trips cross real process boundaries.
-        .executableTarget(name: "skein-testpeer", dependencies: ["SkeinTransport"]),
+        .executableTarget(name: "skein-testpeer", dependencies: ["SkeinTransport", "SkeinStore"]),
 
         .testTarget(name: "SkeinWireTests", dependencies: ["SkeinWire"]),
+        .testTarget(name: "SkeinStoreTests", dependencies: ["SkeinStore", "SkeinTestSupport", "skein-testpeer",
+                                                           .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "SkeinTrainTests", dependencies: ["SkeinTrain", "SkeinTensor", "SkeinRandom", "SkeinTestSupport"]),
         // Helpers for multi-process tests: start built executables, unique addresses and paths.
         .target(name: "SkeinTestSupport", path: "Tests/Support"),

@@ -5,9 +5,15 @@
 //   skein-testpeer pair-echo ADDRESS                       send back every message
 //   skein-testpeer pull-push PULL_ADDRESS PUSH_ADDRESS      forward pulled messages
 //   skein-testpeer publish   ADDRESS                        publish "tick N" every 20 ms
+//   skein-testpeer store-ingest PATH                        write metric batches (and a finished
+//                                                           trial per batch) forever, printing
+//                                                           "committed K" after each commit
+//   skein-testpeer store-read PATH SECONDS                  query leaderboard and summary in a
+//                                                           loop; print "reads N errors M"
 //
 // It prints "ready PORT" once listening (PORT is the bound TCP port, 0 for other
 // transports) and runs until killed.
+import SkeinStore
 import SkeinTransport
 #if canImport(Glibc)
 import Glibc
@@ -81,6 +87,50 @@ do {
             n += 1
             try await Task.sleep(for: .milliseconds(20))
         }
+    case "store-ingest":
+        let store = try SQLiteRunStore(path: address)
+        let sweep = try store.sweep(named: "ingest") ?? store.createSweep(NewSweep(
+            name: "ingest", configText: "name: ingest", configHash: "h", seed: 1, codeVersion: "test", datasetHash: "none",
+            objectiveMetric: "loss", direction: .minimize))
+        print("ready 0")
+        fflush(nil)
+        var k = 0
+        while true {
+            let trial = try store.createTrial(NewTrial(sweepID: sweep.id, number: k, parametersJSON: "{\"k\":\(k)}", seed: UInt64(k)))
+            let attempt = try store.startAttempt(trialID: trial.id, worker: "w", leaseExpiresAt: 0)
+            var points: [MetricRow] = []
+            for i in 0..<2000 {
+                let name = i % 2 == 0 ? "loss" : "accuracy"
+                let value = Double(k) + Double(i) / 10_000
+                points.append(MetricRow(trialID: trial.id, attempt: attempt, name: name, step: Int64(i / 2), value: value, time: Double(i)))
+            }
+            try store.appendMetrics(points)
+            _ = try store.finishAttempt(trialID: trial.id, attempt: attempt, outcome: AttemptOutcome(status: .completed, objective: Double(k % 97)))
+            print("committed \(k)")
+            fflush(nil)
+            k += 1
+        }
+    case "store-read":
+        guard args.count >= 3, let seconds = Double(args[2]) else { fail("store-read needs PATH SECONDS") }
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        var reads = 0, errors = 0
+        var lastError = ""
+        let store = try SQLiteRunStore(path: address)
+        while ContinuousClock.now < deadline {
+            do {
+                if let sweep = try store.sweep(named: "ingest") {
+                    _ = try store.leaderboard(sweepID: sweep.id, top: 10)
+                    _ = try store.summary(sweepID: sweep.id)
+                }
+                reads += 1
+            } catch {
+                errors += 1
+                lastError = "\(error)"
+            }
+        }
+        print("reads \(reads) errors \(errors) \(lastError)")
+        fflush(nil)
+        exit(errors == 0 ? 0 : 1)
     default:
         fail("unknown mode \(mode)")
     }

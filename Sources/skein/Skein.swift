@@ -6,7 +6,7 @@ struct Skein: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "skein",
         abstract: "Distributed hyperparameter sweeps and data-parallel training.",
-        subcommands: [Train.self]
+        subcommands: [Train.self, Export.self]
     )
 
     static func main() async {
