@@ -19,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
     ],
     targets: [
         // System libraries: exactly one Swift target imports each.
@@ -32,14 +34,23 @@ let package = Package(
         .target(name: "CKernels"),
         .target(name: "SkeinTensor", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "SkeinTrain", dependencies: ["SkeinTensor", "SkeinRandom", "SkeinWire", "CZlib"]),
+        .target(name: "SkeinSearch", dependencies: ["SkeinRandom"]),
         .target(name: "SkeinStore", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "SkeinReport", dependencies: ["SkeinStore"]),
+        .target(name: "SkeinCoordinator", dependencies: [
+            "SkeinSearch", "SkeinStore", "SkeinTransport", "SkeinConfig", "SkeinWire", .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "SkeinWorker", dependencies: [
+            "SkeinTrain", "SkeinTensor", "SkeinTransport", "SkeinConfig", "SkeinSearch", "SkeinWire",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Config files: YAML decoding with file/line/field errors, validation of every problem.
-        .target(name: "SkeinConfig", dependencies: ["SkeinTrain", .product(name: "Yams", package: "Yams")]),
-        .target(name: "SkeinTransport", dependencies: ["CNNG"]),
+        .target(name: "SkeinConfig", dependencies: ["SkeinTrain", "SkeinSearch", .product(name: "Yams", package: "Yams")]),
+        .target(name: "SkeinTransport", dependencies: ["CNNG", "SkeinWire", .product(name: "Crypto", package: "swift-crypto")]),
 
         .executableTarget(name: "skein", dependencies: [
-            "SkeinWire", "SkeinTransport", "SkeinTrain", "SkeinTensor", "SkeinConfig", "SkeinStore", "SkeinReport",
+            "SkeinWire", "SkeinTransport", "SkeinTrain", "SkeinTensor", "SkeinConfig", "SkeinStore", "SkeinReport", "SkeinCoordinator", "SkeinWorker",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // A small peer process the transport tests start, so round trips cross real process boundaries.

@@ -43,6 +43,10 @@ public protocol RunStore: Sendable {
     func revokeLease(trialID: Int64, attempt: Int, reason: String) throws(StoreError) -> Bool
     /// Puts a failed trial back in the queue (a person asked for a retry).
     func requeueFailed(trialID: Int64) throws(StoreError)
+    /// Keeps the error and log tail of a failed attempt on a trial queued for a retry.
+    func recordAttemptError(trialID: Int64, error: String, logTail: String) throws(StoreError)
+    /// Cancels a queued trial (sweep cancelled or out of time). `.conflict` if it is not queued.
+    func cancelQueued(trialID: Int64, reason: String) throws(StoreError)
 
     // Metrics
     /// Appends metric points in one transaction (group commit). Points of one trial, attempt

@@ -246,6 +246,21 @@ public final class SQLiteRunStore: RunStore {
         }
     }
 
+    public func recordAttemptError(trialID: Int64, error: String, logTail: String) throws(StoreError) {
+        try write("record attempt error") { db in
+            try db.execute(sql: "UPDATE trials SET error = ?, log_tail = ? WHERE id = ? AND status = 'queued'", arguments: [error, logTail, trialID])
+        }
+    }
+
+    public func cancelQueued(trialID: Int64, reason: String) throws(StoreError) {
+        let t = now()
+        try write("cancel trial \(trialID)") { db in
+            try db.execute(sql: "UPDATE trials SET status = 'cancelled', error = ?, finished_at = ? WHERE id = ? AND status = 'queued'",
+                           arguments: [reason, t, trialID])
+            if db.changesCount == 0 { throw StoreError.conflict("trial \(trialID) is not queued") }
+        }
+    }
+
     static func trial(_ r: Row) -> TrialRecord {
         TrialRecord(id: r["id"], sweepID: r["sweep_id"], number: r["number"], parametersJSON: r["parameters"],
                     status: TrialStatus(rawValue: r["status"]) ?? .queued, attempt: r["attempt"], worker: r["worker"],

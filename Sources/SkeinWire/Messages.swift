@@ -252,14 +252,17 @@ public struct Ack: WireCodable {
     public init(from r: inout ByteReader) throws(WireError) {}
 }
 
-/// A read-only question from the CLI (leaderboard, status, workers), answered with JSON.
+/// A question or command from the CLI (status, leaderboard, workers, cancel), answered with
+/// JSON. `session` is the identity a `Welcome` granted.
 public struct Query: WireCodable {
+    public var session: String
     public var kind: String
     public var argument: String
-    public init(kind: String, argument: String = "") { self.kind = kind; self.argument = argument }
-    public static let minimumEncodedSize = 8
-    public func encode(to w: inout ByteWriter) { w.write(kind); w.write(argument) }
+    public init(session: String, kind: String, argument: String = "") { self.session = session; self.kind = kind; self.argument = argument }
+    public static let minimumEncodedSize = 12
+    public func encode(to w: inout ByteWriter) { w.write(session); w.write(kind); w.write(argument) }
     public init(from r: inout ByteReader) throws(WireError) {
+        session = try r.readString("query.session")
         kind = try r.readString("query.kind")
         argument = try r.readString("query.argument")
     }
@@ -276,12 +279,16 @@ public struct QueryResult: WireCodable {
 
 /// Submits a sweep from the CLI: the YAML config text and where it came from (for errors).
 public struct SubmitSweep: WireCodable {
+    public var session: String
     public var configYAML: String
     public var sourcePath: String
-    public init(configYAML: String, sourcePath: String) { self.configYAML = configYAML; self.sourcePath = sourcePath }
-    public static let minimumEncodedSize = 8
-    public func encode(to w: inout ByteWriter) { w.write(configYAML); w.write(sourcePath) }
+    public init(session: String, configYAML: String, sourcePath: String) {
+        self.session = session; self.configYAML = configYAML; self.sourcePath = sourcePath
+    }
+    public static let minimumEncodedSize = 12
+    public func encode(to w: inout ByteWriter) { w.write(session); w.write(configYAML); w.write(sourcePath) }
     public init(from r: inout ByteReader) throws(WireError) {
+        session = try r.readString("submitSweep.session")
         configYAML = try r.readString("submitSweep.configYAML")
         sourcePath = try r.readString("submitSweep.sourcePath")
     }

@@ -6,7 +6,10 @@ struct Skein: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "skein",
         abstract: "Distributed hyperparameter sweeps and data-parallel training.",
-        subcommands: [Train.self, Export.self]
+        subcommands: [
+            SweepCommand.self, CoordinatorCommand.self, WorkerCommand.self, Status.self, Workers.self, Leaderboard.self,
+            Export.self, Train.self,
+        ]
     )
 
     static func main() async {

@@ -21,9 +21,9 @@ let samples: [ControlMessage] = [
     .trialFinished(TrialFinished(lease: Lease(trialID: 5, attempt: 1), outcome: .failed, objective: .nan, exitStatus: 3,
                                  error: "exit 3", logTail: "Traceback…")),
     .ack(Ack()),
-    .query(Query(kind: "leaderboard", argument: "fmnist")),
+    .query(Query(session: "w-7", kind: "leaderboard", argument: "fmnist")),
     .queryResult(QueryResult(json: "[]")),
-    .submitSweep(SubmitSweep(configYAML: "name: x\n", sourcePath: "configs/x.yaml")),
+    .submitSweep(SubmitSweep(session: "c-1", configYAML: "name: x\n", sourcePath: "configs/x.yaml")),
 ]
 
 /// A small deterministic generator (SplitMix64), so a failing fuzz case is reproducible.

@@ -1,0 +1,428 @@
+import Foundation
+import Logging
+import SkeinConfig
+import SkeinSearch
+import SkeinStore
+import SkeinTransport
+import SkeinWire
+
+/// The coordinator's shell: receives control messages and timer ticks, asks the pure parts
+/// (`WorkerRegistry`, `Scheduler`) what to do, writes every decision to the run store *before*
+/// replying, and answers. One per cluster.
+///
+/// Store calls are synchronous SQLite transactions (tens of microseconds); they run on the
+/// actor's executor.
+public actor Coordinator {
+    public struct Settings: Sendable {
+        public var registry: WorkerRegistry.Settings
+        /// How long a recovered attempt waits for its worker to report in after a restart.
+        public var adoptionGrace: Double
+        /// How long an idle worker waits before asking again.
+        public var noWorkRetryMilliseconds: UInt32
+        public var codeVersion: String
+        public init(registry: WorkerRegistry.Settings = .init(), adoptionGrace: Double? = nil, noWorkRetryMilliseconds: UInt32 = 50,
+                    codeVersion: String = "skein-0.1") {
+            self.registry = registry
+            self.adoptionGrace = adoptionGrace ?? registry.deadAfter
+            self.noWorkRetryMilliseconds = noWorkRetryMilliseconds
+            self.codeVersion = codeVersion
+        }
+    }
+
+    /// A running attempt as the coordinator tracks it. `worker` is nil for an attempt recovered
+    /// from the store after a restart until its worker reports in (or the grace runs out).
+    struct Running: Sendable {
+        var lease: Lease
+        var sweepID: Int64
+        var number: Int
+        var worker: String?
+        var adoptBy: Double
+    }
+
+    let store: any RunStore
+    let token: [UInt8]
+    let settings: Settings
+    let log: Logger
+    private let now: @Sendable () -> Double
+    private(set) var registry: WorkerRegistry
+    private(set) var scheduler = Scheduler()
+    private var running: [Int64: Running] = [:]
+    private var nonces: [[UInt8]: Double] = [:]
+    private var clientSessions: Set<String> = []
+    private var draining = false
+
+    public init(store: any RunStore, token: [UInt8], settings: Settings = Settings(), logger: Logger = Logger(label: "skein.coordinator"),
+                now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
+        self.store = store
+        self.token = token
+        self.settings = settings
+        self.log = logger
+        self.now = now
+        registry = WorkerRegistry(settings: settings.registry)
+    }
+
+    // MARK: Recovery
+
+    /// Loads every unfinished sweep from the store: its queued trials go back in the queue, its
+    /// running attempts wait `adoptionGrace` for their workers to report in.
+    public func recover() throws {
+        let t = now()
+        for sweep in try store.sweeps() where sweep.status == .running {
+            let config: SweepConfig
+            do {
+                config = try SweepConfig.parse(yaml: sweep.configText, file: "sweep \(sweep.name) (stored config)")
+            } catch {
+                log.error("cannot resume sweep \(sweep.name): \(error)")
+                try store.setSweepStatus(sweep.id, .failed)
+                continue
+            }
+            let trials = try store.trials(sweepID: sweep.id)
+            var queued: [Int: Int64] = [:]
+            var runningCount = 0
+            for trial in trials {
+                switch trial.status {
+                case .queued: queued[trial.number] = trial.id
+                case .running:
+                    runningCount += 1
+                    running[trial.id] = Running(lease: Lease(trialID: trial.id, attempt: UInt32(trial.attempt)), sweepID: sweep.id,
+                                                number: trial.number, worker: nil, adoptBy: t + settings.adoptionGrace)
+                default: break
+                }
+            }
+            scheduler.add(id: sweep.id, config: config, searcher: try config.makeSearcher(), startedAt: sweep.createdAt,
+                          created: (trials.map(\.number).max() ?? -1) + 1, queued: queued, running: runningCount)
+            try store.appendEvent(.resumed, sweepID: sweep.id, trialID: nil, attempt: nil, workerID: nil,
+                                  detail: "coordinator resumed sweep: \(trials.count) trials, \(queued.count) queued, \(runningCount) running")
+            log.info("resumed sweep \(sweep.name): \(trials.count) trials, \(queued.count) queued, \(runningCount) awaiting their workers")
+        }
+        try store.appendEvent(.coordinatorStarted, sweepID: nil, trialID: nil, attempt: nil, workerID: nil, detail: "coordinator started")
+    }
+
+    // MARK: Messages
+
+    /// Answers one control message. Never throws: failures become `Refusal`s.
+    public func handle(_ message: ControlMessage) -> ControlMessage {
+        do {
+            return try dispatch(message)
+        } catch let e as StoreError {
+            log.error("store: \(e)")
+            return .refusal(Refusal(.other, "run store error: \(e)"))
+        } catch {
+            log.error("\(error)")
+            return .refusal(Refusal(.other, "\(error)"))
+        }
+    }
+
+    private func dispatch(_ message: ControlMessage) throws -> ControlMessage {
+        let t = now()
+        switch message {
+        case let .hello(h): return try onHello(h, now: t)
+        case let .heartbeat(hb): return try onHeartbeat(hb, now: t)
+        case let .workRequest(r): return try onWorkRequest(r, now: t)
+        case let .metricBatch(b): return try onMetrics(b)
+        case let .trialFinished(f): return try onTrialFinished(f, now: t)
+        case let .submitSweep(s):
+            guard clientSessions.contains(s.session) || registry.isAlive(s.session) else { return .refusal(Refusal(.unknownWorker, "not authenticated")) }
+            return try onSubmit(s, now: t)
+        case let .query(q):
+            guard clientSessions.contains(q.session) || registry.isAlive(q.session) else { return .refusal(Refusal(.unknownWorker, "not authenticated")) }
+            return try onQuery(q, now: t)
+        default:
+            return .refusal(Refusal(.malformed, "unexpected \(message.kind) from a peer"))
+        }
+    }
+
+    private func onHello(_ h: Hello, now t: Double) throws -> ControlMessage {
+        guard h.protocolVersion == Wire.protocolVersion else {
+            log.warning("refused \(h.name)@\(h.host): protocol version \(h.protocolVersion), this coordinator speaks \(Wire.protocolVersion)")
+            return .refusal(Refusal(.version, "protocol version \(h.protocolVersion) not supported (coordinator speaks \(Wire.protocolVersion))"))
+        }
+        nonces = nonces.filter { $0.value > t }
+        if h.proof.isEmpty {
+            let n = Authentication.nonce()
+            nonces[n] = t + 30
+            return .challenge(Challenge(nonce: n))
+        }
+        guard nonces.removeValue(forKey: h.nonce) != nil,
+              Authentication.verify(proof: h.proof, token: token, nonce: h.nonce, role: h.role, name: h.name) else {
+            log.warning("refused \(h.role) \(h.name)@\(h.host): wrong join token (authentication failed)")
+            return .refusal(Refusal(.authentication, "authentication failed: wrong join token"))
+        }
+        let id = "\(h.name)-\(Authentication.nonce().prefix(6).map { String(format: "%02x", $0) }.joined())"
+        if h.role == .worker {
+            registry.onJoin(id: id, name: h.name, host: h.host, slots: Int(h.slots), now: t)
+            try store.upsertWorker(WorkerRecord(id: id, host: h.host, slots: Int(h.slots), joinedAt: t, lastSeen: t, state: .alive))
+            try store.appendEvent(.workerJoined, sweepID: nil, trialID: nil, attempt: nil, workerID: id,
+                                  detail: "\(h.name)@\(h.host) joined with \(h.slots) slots")
+            log.info("worker \(id) joined from \(h.host) with \(h.slots) slots")
+        } else {
+            clientSessions.insert(id)
+        }
+        return .welcome(Welcome(workerID: id, heartbeatIntervalMilliseconds: UInt32(settings.registry.heartbeatInterval * 1000)))
+    }
+
+    private func onHeartbeat(_ hb: Heartbeat, now t: Double) throws -> ControlMessage {
+        guard registry.onSeen(hb.workerID, now: t) else { return .refusal(Refusal(.unknownWorker, "unknown or expired worker \(hb.workerID); join again")) }
+        var revoked: [Lease] = []
+        for lease in hb.leases {
+            guard var r = running[lease.trialID], r.lease == lease else {
+                revoked.append(lease)
+                continue
+            }
+            if r.worker == nil {
+                // A worker reporting an attempt recovered after a coordinator restart: adopt it.
+                r.worker = hb.workerID
+                running[lease.trialID] = r
+                registry.onLeaseGranted(lease, to: hb.workerID)
+                log.info("worker \(hb.workerID) still runs \(lease): adopted")
+            } else if r.worker != hb.workerID {
+                revoked.append(lease)
+            }
+        }
+        if !revoked.isEmpty { log.info("worker \(hb.workerID) told to stop revoked leases \(revoked)") }
+        return .heartbeatAck(HeartbeatAck(revoked: revoked, drain: draining))
+    }
+
+    private func onWorkRequest(_ r: WorkRequest, now t: Double) throws -> ControlMessage {
+        guard registry.onSeen(r.workerID, now: t) else { return .refusal(Refusal(.unknownWorker, "unknown or expired worker \(r.workerID); join again")) }
+        let retry = NoWork(retryAfterMilliseconds: settings.noWorkRetryMilliseconds)
+        if draining || r.freeSlots == 0 { return .noWork(retry) }
+        switch scheduler.pick(now: t) {
+        case .nothing:
+            return .noWork(retry)
+        case let .create(sweepID, number, params):
+            let sweep = scheduler.sweeps[sweepID]!
+            let trial = try store.createTrial(NewTrial(sweepID: sweepID, number: number, parametersJSON: params.json,
+                                                       seed: trialSeed(sweep.config.seed, number)))
+            scheduler.onCreated(sweepID: sweepID, trialID: trial.id, number: number)
+            return try start(trialID: trial.id, sweepID: sweepID, number: number, worker: r.workerID, now: t)
+        case let .startQueued(sweepID, trialID, number):
+            return try start(trialID: trialID, sweepID: sweepID, number: number, worker: r.workerID, now: t)
+        }
+    }
+
+    private func start(trialID: Int64, sweepID: Int64, number: Int, worker: String, now t: Double) throws -> ControlMessage {
+        let attempt = try store.startAttempt(trialID: trialID, worker: worker, leaseExpiresAt: t + settings.registry.deadAfter)
+        let lease = Lease(trialID: trialID, attempt: UInt32(attempt))
+        scheduler.onStarted(sweepID: sweepID, number: number)
+        running[trialID] = Running(lease: lease, sweepID: sweepID, number: number, worker: worker, adoptBy: .infinity)
+        registry.onLeaseGranted(lease, to: worker)
+        let sweep = scheduler.sweeps[sweepID]!
+        let trial = try store.trial(id: trialID)!
+        let resume = try store.latestCheckpoint(trialID: trialID)?.path ?? ""
+        return .assignment(Assignment(lease: lease, sweepName: sweep.config.name, trialNumber: UInt32(number), seed: trial.seed,
+                                      parametersJSON: trial.parametersJSON, trialSpecJSON: sweep.config.trial.json, resumeFrom: resume))
+    }
+
+    private func onMetrics(_ b: MetricBatch) throws -> ControlMessage {
+        guard let r = running[b.lease.trialID], r.lease == b.lease else {
+            return .refusal(Refusal(.staleLease, "\(b.lease) is not current; metrics refused"))
+        }
+        try store.appendMetrics(b.points.map {
+            MetricRow(trialID: b.lease.trialID, attempt: Int(b.lease.attempt), name: $0.name, step: $0.step, value: $0.value, time: $0.time)
+        })
+        return .ack(Ack())
+    }
+
+    private func onTrialFinished(_ f: TrialFinished, now t: Double) throws -> ControlMessage {
+        guard let r = running[f.lease.trialID], r.lease == f.lease else {
+            // Recorded as refused in the event log by the store's fencing check.
+            _ = try store.finishAttempt(trialID: f.lease.trialID, attempt: Int(f.lease.attempt), outcome: AttemptOutcome(status: .cancelled))
+            log.warning("refused a late result for \(f.lease) (lease no longer current)")
+            return .refusal(Refusal(.staleLease, "\(f.lease) is not current; result refused"))
+        }
+        let sweep = scheduler.sweeps[r.sweepID]
+        var requeued: Int64?
+        switch f.outcome {
+        case .failed where Int(f.lease.attempt) <= (sweep?.config.retries ?? 0):
+            _ = try store.revokeLease(trialID: f.lease.trialID, attempt: Int(f.lease.attempt),
+                                      reason: "attempt \(f.lease.attempt) failed (exit \(f.exitStatus)): \(f.error); retrying")
+            try store.recordAttemptError(trialID: f.lease.trialID, error: f.error, logTail: f.logTail)
+            requeued = f.lease.trialID
+            log.info("\(f.lease) failed: \(f.error); queued for retry")
+        case .handedBack:
+            _ = try store.revokeLease(trialID: f.lease.trialID, attempt: Int(f.lease.attempt), reason: "handed back by its worker")
+            requeued = f.lease.trialID
+        default:
+            let status: TrialStatus = switch f.outcome {
+            case .completed: .completed
+            case .pruned: .pruned
+            case .cancelled: .cancelled
+            default: .failed
+            }
+            let objective: Double? = f.objective.isNaN ? nil : f.objective
+            _ = try store.finishAttempt(trialID: f.lease.trialID, attempt: Int(f.lease.attempt),
+                                        outcome: AttemptOutcome(status: status, objective: objective,
+                                                                error: f.error.isEmpty ? nil : f.error, logTail: f.logTail.isEmpty ? nil : f.logTail))
+        }
+        running[f.lease.trialID] = nil
+        if let w = r.worker { registry.onLeaseEnded(f.lease, worker: w) }
+        scheduler.onAttemptEnded(sweepID: r.sweepID, number: r.number, requeuedTrialID: requeued)
+        try finishSweepIfDone(r.sweepID, now: t)
+        return .ack(Ack())
+    }
+
+    // MARK: Sweeps
+
+    private func onSubmit(_ s: SubmitSweep, now t: Double) throws -> ControlMessage {
+        let config: SweepConfig
+        do {
+            config = try SweepConfig.parse(yaml: s.configYAML, file: s.sourcePath)
+        } catch {
+            return .queryResult(QueryResult(json: jsonObject(["error": error.problems.map(\.description)])))
+        }
+        let record = try submit(config, yaml: s.configYAML)
+        return .queryResult(QueryResult(json: jsonObject(["sweep": record.name, "id": record.id, "trials": config.totalTrials])))
+    }
+
+    /// Creates a sweep in the store and starts scheduling it.
+    public func submit(_ config: SweepConfig, yaml: String) throws -> SweepRecord {
+        let record = try store.createSweep(NewSweep(
+            name: config.name, configText: yaml, configHash: Authentication.sha256Hex(Array(yaml.utf8)), seed: config.seed,
+            codeVersion: settings.codeVersion, datasetHash: DatasetFingerprint.of(config.trial),
+            objectiveMetric: config.objective.metric, direction: config.objective.maximize ? .maximize : .minimize))
+        scheduler.add(id: record.id, config: config, searcher: try config.makeSearcher(), startedAt: record.createdAt)
+        log.info("sweep \(config.name) submitted: \(config.totalTrials) trials, \(config.method.rawValue) search")
+        try finishSweepIfDone(record.id, now: now())
+        return record
+    }
+
+    /// Cancels a sweep: queued trials are cancelled, running attempts revoked (their workers
+    /// are told at their next heartbeat) and recorded as cancelled.
+    public func cancel(sweepName: String) throws -> Bool {
+        guard let sweep = try store.sweep(named: sweepName), sweep.status == .running else { return false }
+        scheduler.onCancelled(sweepID: sweep.id)
+        for trial in try store.trials(sweepID: sweep.id) where trial.status == .queued || trial.status == .running {
+            if trial.status == .queued {
+                try store.cancelQueued(trialID: trial.id, reason: "sweep cancelled")
+            } else if let r = running[trial.id] {
+                _ = try store.finishAttempt(trialID: trial.id, attempt: Int(r.lease.attempt), outcome: AttemptOutcome(status: .cancelled, error: "sweep cancelled"))
+                running[trial.id] = nil
+                if let w = r.worker { registry.onLeaseEnded(r.lease, worker: w) }
+                scheduler.onAttemptEnded(sweepID: sweep.id, number: r.number, requeuedTrialID: nil)
+            }
+        }
+        try store.setSweepStatus(sweep.id, .cancelled)
+        scheduler.remove(sweep.id)
+        log.info("sweep \(sweepName) cancelled")
+        return true
+    }
+
+    private func finishSweepIfDone(_ id: Int64, now t: Double) throws {
+        let (done, left) = scheduler.completion(of: id, now: t)
+        guard done, let s = scheduler.sweeps[id] else { return }
+        for trialID in left { try store.cancelQueued(trialID: trialID, reason: "sweep time budget used up") }
+        try store.setSweepStatus(id, s.cancelled ? .cancelled : .completed)
+        scheduler.remove(id)
+        log.info("sweep \(s.config.name) finished")
+    }
+
+    // MARK: Time
+
+    /// Advances failure detection and adoption deadlines; call every heartbeat interval or so.
+    public func tick() throws {
+        let t = now()
+        for event in registry.onTick(now: t) {
+            switch event {
+            case let .suspect(id): log.info("worker \(id) is late (suspect)")
+            case .recovered: break
+            case let .dead(id, leases):
+                log.warning("worker \(id) declared dead (no heartbeat for \(settings.registry.deadAfter)s); revoking \(leases.count) leases")
+                try store.upsertWorker(WorkerRecord(id: id, host: registry.workers[id]?.host ?? "", slots: registry.workers[id]?.slots ?? 0,
+                                                    joinedAt: registry.workers[id]?.joinedAt ?? t, lastSeen: registry.workers[id]?.lastSeen ?? t, state: .dead))
+                try store.appendEvent(.workerDead, sweepID: nil, trialID: nil, attempt: nil, workerID: id, detail: "no heartbeat; \(leases.count) leases revoked")
+                for lease in leases { try revoke(lease, reason: "worker \(id) declared dead", now: t) }
+            }
+        }
+        for (trialID, r) in running where r.worker == nil && r.adoptBy < t {
+            log.warning("no worker reported \(r.lease) after the restart; revoking it")
+            try revoke(r.lease, reason: "no worker reported it after a coordinator restart", now: t)
+            _ = trialID
+        }
+        for id in scheduler.order { try finishSweepIfDone(id, now: t) }
+    }
+
+    private func revoke(_ lease: Lease, reason: String, now t: Double) throws {
+        guard let r = running[lease.trialID], r.lease == lease else { return }
+        _ = try store.revokeLease(trialID: lease.trialID, attempt: Int(lease.attempt), reason: reason)
+        running[lease.trialID] = nil
+        scheduler.onAttemptEnded(sweepID: r.sweepID, number: r.number, requeuedTrialID: lease.trialID)
+    }
+
+    /// Stops handing out work (SIGTERM): running attempts continue; workers are told to drain.
+    public func drain() { draining = true }
+
+    // MARK: Queries
+
+    private func onQuery(_ q: Query, now t: Double) throws -> ControlMessage {
+        let result: Any
+        switch q.kind {
+        case "sweeps":
+            result = try store.sweeps().map { ["name": $0.name, "status": $0.status.rawValue, "id": $0.id] as [String: Any] }
+        case "status":
+            result = try statusJSON(sweepName: q.argument.isEmpty ? nil : q.argument)
+        case "workers":
+            result = registry.workers.values.sorted { $0.joinedAt < $1.joinedAt }.map {
+                ["id": $0.id, "host": $0.host, "slots": $0.slots, "state": $0.state.rawValue, "running": $0.leases.count,
+                 "last_seen_seconds_ago": max(0, t - $0.lastSeen)] as [String: Any]
+            }
+        case "leaderboard":
+            let parts = q.argument.split(separator: " ", maxSplits: 1)
+            guard let name = parts.first, let sweep = try store.sweep(named: String(name)) else {
+                return .refusal(Refusal(.other, "no sweep named '\(q.argument)'"))
+            }
+            let top = parts.count > 1 ? Int(parts[1]) ?? 10 : 10
+            result = try store.leaderboard(sweepID: sweep.id, top: top).map { e in
+                ["rank": e.rank, "trial": e.trial.number, "objective": e.trial.objective ?? .nan, "parameters": e.trial.parametersJSON,
+                 "attempt": e.trial.attempt, "status": e.trial.status.rawValue] as [String: Any]
+            }
+        case "cancel":
+            result = ["cancelled": try cancel(sweepName: q.argument)]
+        default:
+            return .refusal(Refusal(.other, "unknown query '\(q.kind)'"))
+        }
+        return .queryResult(QueryResult(json: jsonObject(result)))
+    }
+
+    func statusJSON(sweepName: String?) throws -> [[String: Any]] {
+        let sweeps = try store.sweeps().filter { sweepName == nil || $0.name == sweepName }
+        return try sweeps.map { s in
+            let sum = try store.summary(sweepID: s.id)
+            var o: [String: Any] = ["name": s.name, "status": s.status.rawValue, "objective": s.objectiveMetric, "direction": s.direction.rawValue,
+                                    "total": scheduler.sweeps[s.id]?.config.totalTrials ?? sum.total]
+            for (k, v) in sum.counts { o[k.rawValue] = v }
+            if let best = sum.best { o["best"] = ["trial": best.number, "objective": best.objective ?? .nan, "parameters": best.parametersJSON] as [String: Any] }
+            return o
+        }
+    }
+
+    // MARK: Introspection for tests and the local launcher
+
+    public var liveWorkerCount: Int { registry.alive.count }
+    public func runningLeases() -> [Lease] { running.values.map(\.lease) }
+    public func activeSweepIDs() -> [Int64] { scheduler.order }
+}
+
+/// Trial k's own seed: from the sweep seed and k only.
+func trialSeed(_ sweepSeed: UInt64, _ number: Int) -> UInt64 {
+    var h = sweepSeed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(number)
+    h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
+    return h ^ (h >> 31)
+}
+
+func jsonObject(_ value: Any) -> String {
+    let clean = sanitize(value)
+    guard let data = try? JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys]) else { return "null" }
+    return String(decoding: data, as: UTF8.self)
+}
+
+/// JSON has no NaN: such numbers become null.
+private func sanitize(_ v: Any) -> Any {
+    switch v {
+    case let d as Double: return d.isFinite ? d : NSNull()
+    case let a as [Any]: return a.map(sanitize)
+    case let o as [String: Any]: return o.mapValues(sanitize)
+    default: return v
+    }
+}

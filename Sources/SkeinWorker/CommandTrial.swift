@@ -1,0 +1,174 @@
+import Foundation
+import SkeinConfig
+import SkeinSearch
+import SkeinWire
+import Synchronization
+
+/// An external command as a trial.
+///
+/// - Arguments: the spec's argument vector with `{name}` replaced by parameter `name`
+///   (executed directly, never through a shell).
+/// - Environment: `SKEIN_TRIAL_ID`, `SKEIN_TRIAL_NUMBER`, `SKEIN_ATTEMPT`, `SKEIN_SEED`,
+///   `SKEIN_PARAMS` (JSON object), `SKEIN_CHECKPOINT_DIR` (created), `SKEIN_RESUME_FROM`
+///   (a checkpoint path, or empty), plus the spec's `env`.
+/// - Metrics: one JSON object per stdout line, e.g. `{"step": 3, "loss": 0.41, "accuracy": 0.88}`;
+///   every numeric field except `step` is a metric at that step (`step` defaults to the line
+///   count). Other lines are ignored.
+/// - Result: exit status 0 and the objective metric reported at least once → completed with
+///   its last value; otherwise failed, with the exit status and the last lines of stderr.
+struct CommandTrial {
+    let assignment: Assignment
+    let spec: TrialSpec
+    let checkpointDir: String
+    static let tailLines = 20
+
+    func run(metrics: MetricBuffer, stop: StopFlag) async -> TrialResult {
+        func failed(_ e: String, _ status: Int32 = -1, _ tail: String = "") -> TrialResult {
+            TrialResult(outcome: .failed, objective: .nan, exitStatus: status, error: e, logTail: tail)
+        }
+        let params = (try? JSONDecoder().decode([String: ParameterValue].self, from: Data(assignment.parametersJSON.utf8))) ?? [:]
+        var argv: [String] = []
+        for arg in spec.command ?? [] {
+            var out = arg
+            for (k, v) in params { out = out.replacingOccurrences(of: "{\(k)}", with: v.description) }
+            argv.append(out)
+        }
+        guard let program = argv.first else { return failed("empty command") }
+        try? FileManager.default.createDirectory(atPath: checkpointDir, withIntermediateDirectories: true)
+
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: program.contains("/") ? program : (Self.which(program) ?? program))
+        p.arguments = Array(argv.dropFirst())
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in spec.environment { env[k] = v }
+        env["SKEIN_TRIAL_ID"] = String(assignment.lease.trialID)
+        env["SKEIN_TRIAL_NUMBER"] = String(assignment.trialNumber)
+        env["SKEIN_ATTEMPT"] = String(assignment.lease.attempt)
+        env["SKEIN_SEED"] = String(assignment.seed)
+        env["SKEIN_PARAMS"] = assignment.parametersJSON
+        env["SKEIN_CHECKPOINT_DIR"] = checkpointDir
+        env["SKEIN_RESUME_FROM"] = assignment.resumeFrom
+        p.environment = env
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = FileHandle.nullDevice
+
+        let parser = JSONLineMetrics(objective: spec.objective, metrics: metrics)
+        let stderrTail = TailBuffer(lines: Self.tailLines)
+        let outDone = Latch(), errDone = Latch()
+        out.fileHandleForReading.readabilityHandler = { h in
+            let d = h.availableData
+            if d.isEmpty { h.readabilityHandler = nil; outDone.open() } else { parser.feed(d) }
+        }
+        err.fileHandleForReading.readabilityHandler = { h in
+            let d = h.availableData
+            if d.isEmpty { h.readabilityHandler = nil; errDone.open() } else { stderrTail.feed(d) }
+        }
+        let exited = Latch()
+        p.terminationHandler = { _ in exited.open() }
+        do {
+            try p.run()
+        } catch {
+            return failed("cannot start \(program): \(error.localizedDescription)")
+        }
+        let deadline = spec.timeoutSeconds.map { Date().addingTimeInterval($0) }
+        while !exited.isOpen {
+            if let deadline, Date() > deadline { stop.stop(.timedOut) }
+            if stop.isSet, p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        // Let the pipes drain so the last metric lines and stderr are not lost.
+        for _ in 0..<100 where !(outDone.isOpen && errDone.isOpen) { try? await Task.sleep(for: .milliseconds(10)) }
+        parser.finish()
+        let status = p.terminationStatus
+        let tail = stderrTail.text
+        switch stop.reason {
+        case .revoked: return TrialResult(outcome: .cancelled, objective: .nan, exitStatus: status, error: "lease revoked", logTail: tail)
+        case .draining: return TrialResult(outcome: .handedBack, objective: .nan, exitStatus: status, error: "worker draining", logTail: tail)
+        case .timedOut: return failed("timed out after \(spec.timeoutSeconds ?? 0) s", status, tail)
+        case .none: break
+        }
+        if p.terminationReason == .uncaughtSignal { return failed("killed by signal \(status)", status, tail) }
+        if status != 0 { return failed("exit status \(status)", status, tail) }
+        guard let objective = parser.lastObjective else {
+            return failed("exited 0 but never reported the objective metric '\(spec.objective)' as a JSON line on stdout", status, tail)
+        }
+        return TrialResult(outcome: .completed, objective: objective, exitStatus: 0, error: "", logTail: tail)
+    }
+
+    static func which(_ name: String) -> String? {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let path = "\(dir)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return nil
+    }
+}
+
+/// Parses JSON-lines metrics from a byte stream.
+final class JSONLineMetrics: Sendable {
+    let objective: String
+    let metrics: MetricBuffer
+    private let state = Mutex<(partial: [UInt8], lines: Int, last: Double?)>(([], 0, nil))
+
+    init(objective: String, metrics: MetricBuffer) { self.objective = objective; self.metrics = metrics }
+
+    func feed(_ d: Data) {
+        state.withLock { s in
+            s.partial.append(contentsOf: d)
+            while let nl = s.partial.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = Array(s.partial[..<nl])
+                s.partial.removeSubrange(...nl)
+                parse(line, &s)
+            }
+        }
+    }
+
+    func finish() {
+        state.withLock { s in
+            if !s.partial.isEmpty { parse(s.partial, &s); s.partial = [] }
+        }
+    }
+
+    private func parse(_ line: [UInt8], _ s: inout (partial: [UInt8], lines: Int, last: Double?)) {
+        s.lines += 1
+        guard line.first == UInt8(ascii: "{"),
+              let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else { return }
+        let step = (obj["step"] as? NSNumber)?.int64Value ?? Int64(s.lines)
+        let t = Date().timeIntervalSince1970
+        for (k, v) in obj where k != "step" {
+            guard let n = v as? NSNumber, String(cString: n.objCType) != "c" else { continue }
+            let value = n.doubleValue
+            metrics.add(MetricPoint(name: k, step: step, value: value, time: t))
+            if k == objective { s.last = value }
+        }
+    }
+
+    var lastObjective: Double? { state.withLock { $0.last } }
+}
+
+/// The last lines of a stream.
+final class TailBuffer: Sendable {
+    let limit: Int
+    private let state = Mutex<[UInt8]>([])
+    init(lines: Int) { limit = lines }
+    func feed(_ d: Data) {
+        state.withLock { buf in
+            buf.append(contentsOf: d)
+            if buf.count > 64 << 10 { buf.removeFirst(buf.count - (64 << 10)) }
+        }
+    }
+    var text: String {
+        let s = String(decoding: state.withLock { $0 }, as: UTF8.self)
+        return s.split(separator: "\n", omittingEmptySubsequences: false).suffix(limit + 1).joined(separator: "\n")
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+/// A one-way flag set from another thread.
+final class Latch: Sendable {
+    private let flag = Atomic<Bool>(false)
+    func open() { flag.store(true, ordering: .releasing) }
+    var isOpen: Bool { flag.load(ordering: .acquiring) }
+}

@@ -1,0 +1,142 @@
+import Foundation
+import SkeinConfig
+import SkeinSearch
+import SkeinTensor
+import SkeinTrain
+import SkeinWire
+import Synchronization
+
+/// How a trial attempt ended, before it is sent to the coordinator.
+public struct TrialResult: Sendable {
+    public var outcome: TrialFinished.Outcome
+    public var objective: Double
+    public var exitStatus: Int32
+    public var error: String
+    public var logTail: String
+}
+
+/// A flag a trial checks between steps; set when its lease is revoked or the worker drains.
+public final class StopFlag: Sendable {
+    private let value = Atomic<Int>(0)
+    public enum Reason: Int { case none = 0, revoked = 1, draining = 2, timedOut = 3 }
+    public init() {}
+    public func stop(_ r: Reason) { _ = value.compareExchange(expected: 0, desired: r.rawValue, ordering: .relaxed) }
+    public var reason: Reason { Reason(rawValue: value.load(ordering: .relaxed)) ?? .none }
+    public var isSet: Bool { reason != .none }
+}
+
+/// Runs one attempt of a trial: built-in training, an external command, or a no-op.
+public struct TrialRunner: Sendable {
+    /// Where checkpoints and scratch files of trials go.
+    public let workDirectory: String
+    /// OpenBLAS threads per slot.
+    public let blasThreads: Int
+
+    public init(workDirectory: String, blasThreads: Int) {
+        self.workDirectory = workDirectory
+        self.blasThreads = blasThreads
+    }
+
+    public func run(_ a: Assignment, metrics: MetricBuffer, stop: StopFlag) async -> TrialResult {
+        let spec: TrialSpec
+        do {
+            spec = try TrialSpec.decode(json: a.trialSpecJSON)
+        } catch {
+            return TrialResult(outcome: .failed, objective: .nan, exitStatus: -1, error: "invalid trial spec: \(error)", logTail: "")
+        }
+        let checkpointDir = "\(workDirectory)/checkpoints/\(a.sweepName)/trial-\(a.trialNumber)"
+        switch spec.kind {
+        case .noop:
+            return noop(a, spec, metrics)
+        case .builtin:
+            return await runOnThread { builtin(a, spec, metrics, stop, checkpointDir) }
+        case .command:
+            return await CommandTrial(assignment: a, spec: spec, checkpointDir: checkpointDir).run(metrics: metrics, stop: stop)
+        }
+    }
+
+    func noop(_ a: Assignment, _ spec: TrialSpec, _ metrics: MetricBuffer) -> TrialResult {
+        let params = (try? JSONDecoder().decode([String: ParameterValue].self, from: Data(a.parametersJSON.utf8))) ?? [:]
+        let objective = params.values.compactMap(\.number).reduce(0, +)
+        metrics.add(MetricPoint(name: spec.objective.isEmpty ? "objective" : spec.objective, step: 0, value: objective,
+                                time: Date().timeIntervalSince1970))
+        return TrialResult(outcome: .completed, objective: objective, exitStatus: 0, error: "", logTail: "")
+    }
+
+    /// Training is CPU-bound and synchronous: it runs on its own thread, never on the
+    /// cooperative pool, so heartbeats and metric flushing stay on time.
+    func runOnThread(_ body: @escaping @Sendable () -> TrialResult) async -> TrialResult {
+        await withCheckedContinuation { c in
+            let t = Thread { c.resume(returning: body()) }
+            t.stackSize = 8 << 20
+            t.start()
+        }
+    }
+
+    func builtin(_ a: Assignment, _ spec: TrialSpec, _ metrics: MetricBuffer, _ stop: StopFlag, _ checkpointDir: String) -> TrialResult {
+        func failed(_ e: String) -> TrialResult { TrialResult(outcome: .failed, objective: .nan, exitStatus: -1, error: e, logTail: "") }
+        guard var config = spec.train else { return failed("builtin trial without a training config") }
+        do {
+            config = try ParameterBinding.apply(a.parametersJSON, to: config)
+        } catch {
+            return failed("\(error)")
+        }
+        config.seed = a.seed
+        config.checkpoint.directory = nil // checkpoints during trials arrive with the fault-tolerance work
+        BLAS.setThreadCount(blasThreads)
+        let objectiveName = spec.objective
+        var objective = Double.nan
+        do {
+            let splits = try DataCache.shared.splits(config.data, seed: config.seed)
+            let run = try TrainingRun(config: config, splits: splits)
+            let now = { Date().timeIntervalSince1970 }
+            try run.run(shouldStop: { stop.isSet }, onEvent: { event in
+                switch event {
+                case let .step(r):
+                    metrics.add(MetricPoint(name: "train_loss_step", step: Int64(r.globalStep + 1), value: r.loss, time: now()))
+                    metrics.add(MetricPoint(name: "lr", step: Int64(r.globalStep + 1), value: Double(r.learningRate), time: now()))
+                case let .epoch(e):
+                    var values: [(String, Double)] = [("train_loss", e.trainLoss), ("epoch_seconds", e.seconds)]
+                    if let acc = e.trainAccuracy { values.append(("train_accuracy", acc)) }
+                    if let v = e.validation { values.append(("val_loss", v.loss)); if let acc = v.accuracy { values.append(("val_accuracy", acc)) } }
+                    if let v = e.test { values.append(("test_loss", v.loss)); if let acc = v.accuracy { values.append(("test_accuracy", acc)) } }
+                    for (name, value) in values {
+                        metrics.add(MetricPoint(name: name, step: Int64(e.epoch), value: value, time: now()))
+                        if name == objectiveName { objective = value }
+                    }
+                case .checkpoint:
+                    break
+                }
+            })
+        } catch {
+            return failed("\(error)")
+        }
+        switch stop.reason {
+        case .revoked: return TrialResult(outcome: .cancelled, objective: .nan, exitStatus: 0, error: "lease revoked", logTail: "")
+        case .draining: return TrialResult(outcome: .handedBack, objective: .nan, exitStatus: 0, error: "worker draining", logTail: "")
+        case .timedOut: return failed("timed out")
+        case .none: break
+        }
+        if objective.isNaN {
+            return failed("training finished but never produced the objective metric '\(objectiveName)' " +
+                          "(built-in metrics: train_loss, train_accuracy, val_loss, val_accuracy, test_loss, test_accuracy)")
+        }
+        return TrialResult(outcome: .completed, objective: objective, exitStatus: 0, error: "", logTail: "")
+    }
+}
+
+/// Data sets loaded once per worker process and shared by its trials.
+final class DataCache: Sendable {
+    static let shared = DataCache()
+    private let cache = Mutex<[String: DataSplits]>([:])
+
+    func splits(_ config: DataConfig, seed: UInt64) throws -> DataSplits {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let key = String(decoding: (try? encoder.encode(config)) ?? Data(), as: UTF8.self) + "#\(config.validationFraction > 0 ? seed : 0)"
+        if let hit = cache.withLock({ $0[key] }) { return hit }
+        let loaded = try DataSource.load(config, seed: seed)
+        cache.withLock { $0[key] = loaded }
+        return loaded
+    }
+}

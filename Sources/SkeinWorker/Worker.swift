@@ -1,0 +1,219 @@
+import Foundation
+import Logging
+import SkeinTransport
+import SkeinWire
+import Synchronization
+
+/// A worker process's runtime: joins a coordinator, keeps its heartbeat, runs one trial per
+/// slot, streams metrics, and reports results. Reconnects by itself when the coordinator goes
+/// away and comes back, reporting the attempts it still runs so nothing is lost.
+public final class Worker: Sendable {
+    public struct Settings: Sendable {
+        public var joinAddress: String
+        public var tls: TLSConfiguration?
+        public var token: [UInt8]
+        public var name: String
+        public var host: String
+        public var slots: Int
+        public var workDirectory: String
+        public var blasThreadsPerSlot: Int
+        public init(joinAddress: String, tls: TLSConfiguration? = nil, token: [UInt8], name: String, host: String, slots: Int,
+                    workDirectory: String, blasThreadsPerSlot: Int = 1) {
+            self.joinAddress = joinAddress; self.tls = tls; self.token = token; self.name = name; self.host = host
+            self.slots = slots; self.workDirectory = workDirectory; self.blasThreadsPerSlot = blasThreadsPerSlot
+        }
+    }
+
+    public enum Failure: Error, CustomStringConvertible {
+        case authentication(String)
+        public var description: String {
+            switch self { case let .authentication(d): "the coordinator refused this worker: \(d)" }
+        }
+    }
+
+    let settings: Settings
+    let client: ControlClient
+    let log: Logger
+    let runner: TrialRunner
+    private let session = Mutex<(id: String?, interval: Double)>((nil, 0.5))
+    private let active = Mutex<[Lease: StopFlag]>([:])
+    private let draining = Atomic<Bool>(false)
+
+    public init(settings: Settings, logger: Logger = Logger(label: "skein.worker")) throws {
+        self.settings = settings
+        self.log = logger
+        client = try ControlClient(address: settings.joinAddress, tls: settings.tls,
+                                   options: Socket.Options(reconnectMin: .milliseconds(20), reconnectMax: .milliseconds(500)))
+        runner = TrialRunner(workDirectory: settings.workDirectory, blasThreads: settings.blasThreadsPerSlot)
+    }
+
+    /// Stop taking work; running trials stop and are handed back.
+    public func drain() {
+        draining.store(true, ordering: .relaxed)
+        for flag in active.withLock({ Array($0.values) }) { flag.stop(.draining) }
+    }
+
+    public var isDraining: Bool { draining.load(ordering: .relaxed) }
+    public var runningLeases: [Lease] { active.withLock { Array($0.keys) } }
+
+    /// Runs until drained (all slots idle) or cancelled. Throws only on a wrong token.
+    public func run() async throws {
+        _ = try await sessionID()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.heartbeatLoop() }
+            for slot in 0..<settings.slots {
+                group.addTask { try await self.slotLoop(slot) }
+            }
+            // Slots end when draining; then stop the heartbeat.
+            var slotsDone = 0
+            while let _ = try await group.next() {
+                slotsDone += 1
+                if slotsDone == settings.slots { group.cancelAll() }
+            }
+        }
+        client.close()
+    }
+
+    /// The current session id, joining (or re-joining) as needed.
+    func sessionID() async throws -> String {
+        if let id = session.withLock({ $0.id }) { return id }
+        var delay = 0.05
+        while true {
+            try Task.checkCancellation()
+            do {
+                let w = try await client.authenticate(token: settings.token, role: .worker, name: settings.name, host: settings.host,
+                                                      slots: settings.slots, timeout: .seconds(5))
+                session.withLock { $0 = (w.workerID, Double(w.heartbeatIntervalMilliseconds) / 1000) }
+                log.info("joined \(settings.joinAddress) as \(w.workerID)")
+                return w.workerID
+            } catch let ControlError.refused(reason, detail) where reason == .authentication || reason == .version {
+                log.error("refused by the coordinator: \(detail)")
+                throw Failure.authentication(detail)
+            } catch {
+                log.debug("cannot join yet: \(error)")
+                try await Task.sleep(for: .seconds(delay))
+                delay = min(delay * 2, 1)
+            }
+        }
+    }
+
+    func forget(_ id: String) {
+        session.withLock { if $0.id == id { $0.id = nil } }
+    }
+
+    func heartbeatLoop() async throws {
+        while !Task.isCancelled {
+            let interval = session.withLock { $0.interval }
+            let id = try await sessionID()
+            let leases = runningLeases
+            do {
+                let reply = try await client.call(.heartbeat(Heartbeat(workerID: id, freeSlots: UInt32(max(settings.slots - leases.count, 0)),
+                                                                     leases: leases)), timeout: .seconds(max(interval * 4, 1)))
+                if case let .heartbeatAck(ack) = reply {
+                    for lease in ack.revoked {
+                        log.warning("\(lease) was revoked by the coordinator: stopping it")
+                        active.withLock { $0[lease] }?.stop(.revoked)
+                    }
+                    if ack.drain && !isDraining { log.info("coordinator asked to drain"); drain() }
+                }
+            } catch ControlError.refused(.unknownWorker, _) {
+                forget(id)
+            } catch {
+                log.debug("heartbeat: \(error)")
+            }
+            try await Task.sleep(for: .seconds(interval))
+        }
+    }
+
+    func slotLoop(_ slot: Int) async throws {
+        var backoff = 0.05
+        while !isDraining {
+            try Task.checkCancellation()
+            let id = try await sessionID()
+            do {
+                let reply = try await client.call(.workRequest(WorkRequest(workerID: id, freeSlots: 1)), timeout: .seconds(5))
+                backoff = 0.05
+                switch reply {
+                case let .assignment(a):
+                    await runAttempt(a)
+                case let .noWork(n):
+                    try await Task.sleep(for: .milliseconds(Int(n.retryAfterMilliseconds)))
+                default:
+                    log.warning("unexpected reply to a work request: \(reply.kind)")
+                }
+            } catch ControlError.refused(.unknownWorker, _) {
+                forget(id)
+            } catch let e as ControlError {
+                log.debug("work request: \(e)")
+                try await Task.sleep(for: .seconds(backoff))
+                backoff = min(backoff * 2, 1)
+            }
+        }
+    }
+
+    func runAttempt(_ a: Assignment) async {
+        let stop = StopFlag()
+        if isDraining { stop.stop(.draining) }
+        active.withLock { $0[a.lease] = stop }
+        let metrics = MetricBuffer()
+        log.info("running \(a.sweepName) trial \(a.trialNumber) (\(a.lease)) \(a.parametersJSON)")
+        let result: TrialResult = await withTaskGroup(of: TrialResult?.self) { group in
+            group.addTask { await self.runner.run(a, metrics: metrics, stop: stop) }
+            group.addTask {
+                // Flush metrics while the trial runs; a refusal means the lease is gone.
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(100))
+                    if !(await self.flush(metrics, a.lease)) { stop.stop(.revoked) }
+                }
+                return nil
+            }
+            let r = await group.next()!!
+            group.cancelAll()
+            return r
+        }
+        _ = await flush(metrics, a.lease)
+        var tail = result.logTail
+        if metrics.dropped > 0 { tail += "\n[skein: \(metrics.dropped) metric points dropped: buffer full]" }
+        let finished = TrialFinished(lease: a.lease, outcome: result.outcome, objective: result.objective, exitStatus: result.exitStatus,
+                                     error: result.error, logTail: tail)
+        await report(finished)
+        active.withLock { $0[a.lease] = nil }
+    }
+
+    /// Sends buffered metrics; false if the coordinator refused them (stale lease).
+    func flush(_ metrics: MetricBuffer, _ lease: Lease) async -> Bool {
+        while metrics.count > 0 {
+            let batch = metrics.take()
+            do {
+                _ = try await client.call(.metricBatch(MetricBatch(lease: lease, points: batch)), timeout: .seconds(5))
+            } catch ControlError.refused(.staleLease, _) {
+                return false
+            } catch {
+                // Coordinator away: these points are lost (bounded memory); training goes on.
+                log.debug("metrics: \(error)")
+                return true
+            }
+        }
+        return true
+    }
+
+    /// Delivers a result, retrying until the coordinator answers: a result is never lost
+    /// because the coordinator was briefly away.
+    func report(_ f: TrialFinished) async {
+        var delay = 0.05
+        while true {
+            do {
+                _ = try await client.call(.trialFinished(f), timeout: .seconds(5))
+                log.info("\(f.lease) \(f.outcome) objective \(f.objective)")
+                return
+            } catch ControlError.refused(.staleLease, let detail) {
+                log.warning("result for \(f.lease) refused: \(detail)")
+                return
+            } catch {
+                log.debug("reporting \(f.lease): \(error); retrying")
+                try? await Task.sleep(for: .seconds(delay))
+                delay = min(delay * 2, 1)
+            }
+        }
+    }
+}

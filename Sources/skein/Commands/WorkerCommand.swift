@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SkeinTransport
+import SkeinWorker
+
+/// `skein worker`: joins a coordinator and runs trials.
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Join a coordinator and run trials; start as many as you like, whenever you like.",
+        discussion: """
+        The worker reconnects by itself if the coordinator restarts and reports the trials it is
+        still running. SIGTERM drains it: it takes no new work, hands its running trials back,
+        and exits. Each slot runs one trial with --blas-threads OpenBLAS threads.
+        """)
+
+    @Option(help: "Coordinator address. Default: ipc://<run dir>/coordinator.ipc.")
+    var join: String?
+    @Option(help: "Trials to run at once.")
+    var slots: Int = 1
+    @Option(help: "Join token file. Default: <run dir>/token.")
+    var tokenFile: String?
+    @Option(help: "Worker name (shown in `skein workers`). Default: host-pid.")
+    var name: String?
+    @Option(help: "Run directory for the defaults.")
+    var runDir: String?
+    @Option(help: "Directory for trial checkpoints and scratch files. Default: <run dir>/workers/<name>.")
+    var workDir: String?
+    @Option(help: "OpenBLAS threads per slot. Default: cores / slots.")
+    var blasThreads: Int?
+    @Option(help: "CA (PEM) to verify a tls+tcp:// coordinator.") var tlsCa: String?
+    @Option(help: "Server name the coordinator's certificate must carry.") var tlsServerName: String?
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String?
+
+    func validate() throws {
+        guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
+    }
+
+    func run() async throws {
+        bootstrapLogging(logLevel)
+        let dir = runDir.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? Defaults.runDirectory
+        let workerName = name ?? "\(hostName())-\(getpid())"
+        let token = try readToken(tokenFile ?? Defaults.tokenFile(runDirectory: dir))
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let tls = tlsCa.map { TLSConfiguration(certificateAuthorityPath: $0, serverName: tlsServerName) }
+        let worker = try Worker(settings: .init(
+            joinAddress: join ?? Defaults.address(runDirectory: dir), tls: tls, token: token, name: workerName, host: hostName(),
+            slots: slots, workDirectory: workDir ?? "\(dir)/workers/\(workerName)",
+            blasThreadsPerSlot: blasThreads ?? max(1, cores / slots)))
+        let signals = SignalHandler { _ in worker.drain() }
+        do {
+            defer { withExtendedLifetime(signals) {} }
+            try await worker.run()
+        } catch let e as Worker.Failure {
+            throw CLIError(e.description)
+        }
+    }
+}
