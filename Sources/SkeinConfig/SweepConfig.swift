@@ -218,7 +218,7 @@ struct NodeReader {
 
     mutating func trialSpec(_ node: Node) -> TrialSpec? {
         let path = ["trial"]
-        guard let m = mapping(node, path, allowed: ["kind", "train", "command", "env", "timeout", "workers"]) else { return nil }
+        guard let m = mapping(node, path, allowed: ["kind", "train", "command", "env", "timeout", "workers", "blas_threads"]) else { return nil }
         let kindName = string(m["kind"], path + ["kind"]) ?? "builtin"
         guard let kind = TrialSpec.Kind(rawValue: kindName) else {
             problem(m["kind"], path + ["kind"], "must be builtin, command or noop (got '\(kindName)')")
@@ -227,6 +227,7 @@ struct NodeReader {
         var spec = TrialSpec(kind: kind)
         spec.timeoutSeconds = duration(m["timeout"], path + ["timeout"])
         spec.workers = int(m["workers"], path + ["workers"], min: 1) ?? 1
+        spec.blasThreads = int(m["blas_threads"], path + ["blas_threads"], min: 1) ?? 1
         if let env = m["env"] {
             if let em = env.mapping {
                 for (k, v) in em {

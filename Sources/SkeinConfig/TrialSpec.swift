@@ -21,11 +21,15 @@ public struct TrialSpec: Codable, Equatable, Sendable {
     public var workers: Int
     /// The metric whose final value is the trial's objective (from the sweep's `objective`).
     public var objective: String
+    /// OpenBLAS threads of a built-in trial. Part of the config because it changes the bits:
+    /// OpenBLAS sums in another order with more threads, so the same config must pin it for
+    /// the same numbers on any worker. Parallelism across trials comes from slots.
+    public var blasThreads: Int
 
     public init(kind: Kind, train: TrainConfig? = nil, command: [String]? = nil, environment: [String: String] = [:],
-                timeoutSeconds: Double? = nil, workers: Int = 1, objective: String = "") {
+                timeoutSeconds: Double? = nil, workers: Int = 1, objective: String = "", blasThreads: Int = 1) {
         self.kind = kind; self.train = train; self.command = command; self.environment = environment
-        self.timeoutSeconds = timeoutSeconds; self.workers = workers; self.objective = objective
+        self.timeoutSeconds = timeoutSeconds; self.workers = workers; self.objective = objective; self.blasThreads = blasThreads
     }
 
     public var json: String {

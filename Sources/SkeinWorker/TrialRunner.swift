@@ -29,12 +29,9 @@ public final class StopFlag: Sendable {
 public struct TrialRunner: Sendable {
     /// Where checkpoints and scratch files of trials go.
     public let workDirectory: String
-    /// OpenBLAS threads per slot.
-    public let blasThreads: Int
 
-    public init(workDirectory: String, blasThreads: Int) {
+    public init(workDirectory: String) {
         self.workDirectory = workDirectory
-        self.blasThreads = blasThreads
     }
 
     public func run(_ a: Assignment, metrics: MetricBuffer, stop: StopFlag) async -> TrialResult {
@@ -83,7 +80,9 @@ public struct TrialRunner: Sendable {
         }
         config.seed = a.seed
         config.checkpoint.directory = nil // checkpoints during trials arrive with the fault-tolerance work
-        BLAS.setThreadCount(blasThreads)
+        // Process-wide; with one thread per trial, OpenBLAS runs in the calling thread, so
+        // concurrent slots do not share its thread pool.
+        BLAS.setThreadCount(spec.blasThreads)
         let objectiveName = spec.objective
         var objective = Double.nan
         do {

@@ -16,11 +16,10 @@ public final class Worker: Sendable {
         public var host: String
         public var slots: Int
         public var workDirectory: String
-        public var blasThreadsPerSlot: Int
         public init(joinAddress: String, tls: TLSConfiguration? = nil, token: [UInt8], name: String, host: String, slots: Int,
-                    workDirectory: String, blasThreadsPerSlot: Int = 1) {
+                    workDirectory: String) {
             self.joinAddress = joinAddress; self.tls = tls; self.token = token; self.name = name; self.host = host
-            self.slots = slots; self.workDirectory = workDirectory; self.blasThreadsPerSlot = blasThreadsPerSlot
+            self.slots = slots; self.workDirectory = workDirectory
         }
     }
 
@@ -44,7 +43,7 @@ public final class Worker: Sendable {
         self.log = logger
         client = try ControlClient(address: settings.joinAddress, tls: settings.tls,
                                    options: Socket.Options(reconnectMin: .milliseconds(20), reconnectMax: .milliseconds(500)))
-        runner = TrialRunner(workDirectory: settings.workDirectory, blasThreads: settings.blasThreadsPerSlot)
+        runner = TrialRunner(workDirectory: settings.workDirectory)
     }
 
     /// Stop taking work; running trials stop and are handed back.
@@ -66,9 +65,13 @@ public final class Worker: Sendable {
             }
             // Slots end when draining; then stop the heartbeat.
             var slotsDone = 0
-            while let _ = try await group.next() {
-                slotsDone += 1
-                if slotsDone == settings.slots { group.cancelAll() }
+            do {
+                while let _ = try await group.next() {
+                    slotsDone += 1
+                    if slotsDone == settings.slots { group.cancelAll() }
+                }
+            } catch is CancellationError {
+                // The heartbeat loop ends this way once the slots have drained.
             }
         }
         client.close()

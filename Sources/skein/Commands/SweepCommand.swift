@@ -86,13 +86,11 @@ struct SweepCommand: AsyncParsableCommand {
             print("sweep \(cfg.name): \(cfg.totalTrials) trials (\(cfg.method.rawValue) search), \(n) local workers, run directory \(dir)")
             var workers: [Process] = []
             let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-            // Share the cores: more BLAS threads than cores makes OpenBLAS spin against itself.
-            let blasThreads = max(1, ProcessInfo.processInfo.activeProcessorCount / (n * slots))
             for i in 0..<n {
                 let p = Process()
                 p.executableURL = exe
                 p.arguments = ["worker", "--join", address, "--token-file", tokenPath, "--slots", String(slots), "--name", "local-\(i)",
-                               "--run-dir", dir, "--log-level", logLevel ?? "info", "--blas-threads", String(blasThreads)]
+                               "--run-dir", dir, "--log-level", logLevel ?? "info"]
                 let logPath = "\(dir)/worker-\(i).log"
                 _ = FileManager.default.createFile(atPath: logPath, contents: nil)
                 p.standardError = FileHandle(forWritingAtPath: logPath)

@@ -12,7 +12,8 @@ struct WorkerCommand: AsyncParsableCommand {
         discussion: """
         The worker reconnects by itself if the coordinator restarts and reports the trials it is
         still running. SIGTERM drains it: it takes no new work, hands its running trials back,
-        and exits. Each slot runs one trial with --blas-threads OpenBLAS threads.
+        and exits. Each slot runs one trial; a built-in trial uses the OpenBLAS thread count its
+        config names (trial.blas_threads, default 1), so results never depend on the worker.
         """)
 
     @Option(help: "Coordinator address. Default: ipc://<run dir>/coordinator.ipc.")
@@ -27,8 +28,6 @@ struct WorkerCommand: AsyncParsableCommand {
     var runDir: String?
     @Option(help: "Directory for trial checkpoints and scratch files. Default: <run dir>/workers/<name>.")
     var workDir: String?
-    @Option(help: "OpenBLAS threads per slot. Default: cores / slots.")
-    var blasThreads: Int?
     @Option(help: "CA (PEM) to verify a tls+tcp:// coordinator.") var tlsCa: String?
     @Option(help: "Server name the coordinator's certificate must carry.") var tlsServerName: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
@@ -43,12 +42,10 @@ struct WorkerCommand: AsyncParsableCommand {
         let dir = runDir.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? Defaults.runDirectory
         let workerName = name ?? "\(hostName())-\(getpid())"
         let token = try readToken(tokenFile ?? Defaults.tokenFile(runDirectory: dir))
-        let cores = ProcessInfo.processInfo.activeProcessorCount
         let tls = tlsCa.map { TLSConfiguration(certificateAuthorityPath: $0, serverName: tlsServerName) }
         let worker = try Worker(settings: .init(
             joinAddress: join ?? Defaults.address(runDirectory: dir), tls: tls, token: token, name: workerName, host: hostName(),
-            slots: slots, workDirectory: workDir ?? "\(dir)/workers/\(workerName)",
-            blasThreadsPerSlot: blasThreads ?? max(1, cores / slots)))
+            slots: slots, workDirectory: workDir ?? "\(dir)/workers/\(workerName)"))
         let signals = SignalHandler { _ in worker.drain() }
         do {
             defer { withExtendedLifetime(signals) {} }
