@@ -59,6 +59,9 @@ let package = Package(
         .testTarget(name: "SkeinWireTests", dependencies: ["SkeinWire"]),
         .testTarget(name: "SkeinStoreTests", dependencies: ["SkeinStore", "SkeinTestSupport", "skein-testpeer",
                                                            .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "SkeinCoordinatorTests", dependencies: ["SkeinCoordinator", "SkeinConfig", "SkeinSearch", "SkeinWire", "SkeinTrain"]),
+        // Real coordinator and worker processes over real nng sockets.
+        .testTarget(name: "SkeinClusterTests", dependencies: ["skein", "SkeinStore", "SkeinTestSupport", "SkeinTransport", "SkeinWire"]),
         .testTarget(name: "SkeinTrainTests", dependencies: ["SkeinTrain", "SkeinTensor", "SkeinRandom", "SkeinTestSupport"]),
         // Helpers for multi-process tests: start built executables, unique addresses and paths.
         .target(name: "SkeinTestSupport", path: "Tests/Support"),

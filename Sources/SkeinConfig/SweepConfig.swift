@@ -187,9 +187,8 @@ struct NodeReader {
         }
         let retries = int(top["retries"], ["retries"], min: 0) ?? 0
 
-        let trial: TrialSpec? = top["trial"].flatMap { self.trialSpec($0) } ?? {
-            problem(root, ["trial"], "required field is missing"); return nil
-        }()
+        var trial: TrialSpec?
+        if let t = top["trial"] { trial = trialSpec(t) } else { problem(root, ["trial"], "required field is missing") }
 
         var method = SweepConfig.Method.random
         var space = SearchSpace([])
@@ -210,6 +209,7 @@ struct NodeReader {
                 problem(node, ["search", "parameters", n], "grid search needs 'values' (or a fixed value), not a continuous distribution")
             }
         }
+        problems.sort { ($0.line ?? 0, $0.column ?? 0) < ($1.line ?? 0, $1.column ?? 0) }
         guard let name, let objective, var trial, problems.isEmpty else { return nil }
         trial.objective = objective.metric
         return SweepConfig(name: name, seed: UInt64(seed), objective: objective, budget: budget, retries: retries,
