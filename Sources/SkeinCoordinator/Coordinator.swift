@@ -185,81 +185,118 @@ public actor Coordinator {
 
     private func onWorkRequest(_ r: WorkRequest, now t: Double) throws -> ControlMessage {
         guard registry.onSeen(r.workerID, now: t) else { return .refusal(Refusal(.unknownWorker, "unknown or expired worker \(r.workerID); join again")) }
+        // Results first, in one transaction: they free slots and may finish a sweep.
+        try applyResults(r.finished, now: t)
         let retry = NoWork(retryAfterMilliseconds: settings.noWorkRetryMilliseconds)
         if draining || r.freeSlots == 0 { return .noWork(retry) }
-        switch scheduler.pick(now: t) {
-        case .nothing:
-            return .noWork(retry)
-        case let .create(sweepID, number, params):
-            let sweep = scheduler.sweeps[sweepID]!
-            let trial = try store.createTrial(NewTrial(sweepID: sweepID, number: number, parametersJSON: params.json,
-                                                       seed: trialSeed(sweep.config.seed, number)))
-            scheduler.onCreated(sweepID: sweepID, trialID: trial.id, number: number)
-            return try start(trialID: trial.id, sweepID: sweepID, number: number, worker: r.workerID, now: t)
-        case let .startQueued(sweepID, trialID, number):
-            return try start(trialID: trialID, sweepID: sweepID, number: number, worker: r.workerID, now: t)
+        var batch: [Assignment] = []
+        var creations: [(sweepID: Int64, trial: NewTrial)] = []
+        // One request fills all of a worker's free slots (one round trip, one transaction).
+        picking: while batch.count + creations.count < Int(min(r.freeSlots, 64)) {
+            switch scheduler.pick(now: t) {
+            case .nothing:
+                break picking
+            case let .create(sweepID, number, params):
+                let sweep = scheduler.sweeps[sweepID]!
+                creations.append((sweepID, NewTrial(sweepID: sweepID, number: number, parametersJSON: params.json,
+                                                    seed: trialSeed(sweep.config.seed, number))))
+                scheduler.onCreatedAndStarted(sweepID: sweepID, number: number)
+            case let .startQueued(sweepID, trialID, number):
+                _ = try store.startAttempt(trialID: trialID, worker: r.workerID, leaseExpiresAt: t + settings.registry.deadAfter)
+                scheduler.onStarted(sweepID: sweepID, number: number)
+                let trial = try store.trial(id: trialID)!
+                let resume = try store.latestCheckpoint(trialID: trialID)?.path ?? ""
+                batch.append(started(trial, sweepID: sweepID, worker: r.workerID, resumeFrom: resume))
+            }
         }
+        if !creations.isEmpty {
+            // Created and started in the store before the worker hears of them.
+            let trials = try store.createAndStartTrials(creations.map(\.trial), worker: r.workerID, leaseExpiresAt: t + settings.registry.deadAfter)
+            for (trial, c) in zip(trials, creations) { batch.append(started(trial, sweepID: c.sweepID, worker: r.workerID, resumeFrom: "")) }
+        }
+        return batch.isEmpty ? .noWork(retry) : .assignments(AssignmentBatch(batch))
     }
 
-    private func start(trialID: Int64, sweepID: Int64, number: Int, worker: String, now t: Double) throws -> ControlMessage {
-        let attempt = try store.startAttempt(trialID: trialID, worker: worker, leaseExpiresAt: t + settings.registry.deadAfter)
-        let lease = Lease(trialID: trialID, attempt: UInt32(attempt))
-        scheduler.onStarted(sweepID: sweepID, number: number)
-        running[trialID] = Running(lease: lease, sweepID: sweepID, number: number, worker: worker, adoptBy: .infinity)
+    /// Bookkeeping once the store holds the started attempt; returns what the worker gets.
+    private func started(_ trial: TrialRecord, sweepID: Int64, worker: String, resumeFrom: String) -> Assignment {
+        let lease = Lease(trialID: trial.id, attempt: UInt32(trial.attempt))
+        running[trial.id] = Running(lease: lease, sweepID: sweepID, number: trial.number, worker: worker, adoptBy: .infinity)
         registry.onLeaseGranted(lease, to: worker)
         let sweep = scheduler.sweeps[sweepID]!
-        let trial = try store.trial(id: trialID)!
-        let resume = try store.latestCheckpoint(trialID: trialID)?.path ?? ""
-        return .assignment(Assignment(lease: lease, sweepName: sweep.config.name, trialNumber: UInt32(number), seed: trial.seed,
-                                      parametersJSON: trial.parametersJSON, trialSpecJSON: sweep.config.trial.json, resumeFrom: resume))
+        return Assignment(lease: lease, sweepName: sweep.config.name, trialNumber: UInt32(trial.number), seed: trial.seed,
+                          parametersJSON: trial.parametersJSON, trialSpecJSON: sweep.trialSpecJSON, resumeFrom: resumeFrom)
     }
 
     private func onMetrics(_ b: MetricBatch) throws -> ControlMessage {
         guard let r = running[b.lease.trialID], r.lease == b.lease else {
             return .refusal(Refusal(.staleLease, "\(b.lease) is not current; metrics refused"))
         }
-        try store.appendMetrics(b.points.map {
-            MetricRow(trialID: b.lease.trialID, attempt: Int(b.lease.attempt), name: $0.name, step: $0.step, value: $0.value, time: $0.time)
-        })
+        try store.appendMetrics(rows(b.points, b.lease))
         return .ack(Ack())
+    }
+
+    private func rows(_ points: [MetricPoint], _ lease: Lease) -> [MetricRow] {
+        points.map { MetricRow(trialID: lease.trialID, attempt: Int(lease.attempt), name: $0.name, step: $0.step, value: $0.value, time: $0.time) }
     }
 
     private func onTrialFinished(_ f: TrialFinished, now t: Double) throws -> ControlMessage {
         guard let r = running[f.lease.trialID], r.lease == f.lease else {
-            // Recorded as refused in the event log by the store's fencing check.
-            _ = try store.finishAttempt(trialID: f.lease.trialID, attempt: Int(f.lease.attempt), outcome: AttemptOutcome(status: .cancelled))
             log.warning("refused a late result for \(f.lease) (lease no longer current)")
+            _ = try store.finishAttempts([AttemptEnd(trialID: f.lease.trialID, attempt: Int(f.lease.attempt), outcome: AttemptOutcome(status: .cancelled), metrics: [])])
             return .refusal(Refusal(.staleLease, "\(f.lease) is not current; result refused"))
         }
-        let sweep = scheduler.sweeps[r.sweepID]
-        var requeued: Int64?
-        switch f.outcome {
-        case .failed where Int(f.lease.attempt) <= (sweep?.config.retries ?? 0):
-            _ = try store.revokeLease(trialID: f.lease.trialID, attempt: Int(f.lease.attempt),
-                                      reason: "attempt \(f.lease.attempt) failed (exit \(f.exitStatus)): \(f.error); retrying")
-            try store.recordAttemptError(trialID: f.lease.trialID, error: f.error, logTail: f.logTail)
-            requeued = f.lease.trialID
-            log.info("\(f.lease) failed: \(f.error); queued for retry")
-        case .handedBack:
-            _ = try store.revokeLease(trialID: f.lease.trialID, attempt: Int(f.lease.attempt), reason: "handed back by its worker")
-            requeued = f.lease.trialID
-        default:
+        _ = r
+        try applyResults([f], now: t)
+        return .ack(Ack())
+    }
+
+    /// Records the ends of attempts: final ones in one transaction (group commit), failures
+    /// with retries left and handed-back ones queued again. Results for leases that are not
+    /// current are refused (the store logs them) and change nothing.
+    private func applyResults(_ results: [TrialFinished], now t: Double) throws {
+        guard !results.isEmpty else { return }
+        var ends: [AttemptEnd] = []
+        var ended: [(Running, requeued: Bool)] = []
+        for f in results {
+            guard let r = running[f.lease.trialID], r.lease == f.lease else {
+                log.warning("refused a late result for \(f.lease) (lease no longer current)")
+                ends.append(AttemptEnd(trialID: f.lease.trialID, attempt: Int(f.lease.attempt), outcome: AttemptOutcome(status: .cancelled), metrics: []))
+                continue
+            }
+            let retries = scheduler.sweeps[r.sweepID]?.config.retries ?? 0
+            if (f.outcome == .failed && Int(f.lease.attempt) <= retries) || f.outcome == .handedBack {
+                try store.appendMetrics(rows(f.points, f.lease))
+                let why = f.outcome == .handedBack ? "handed back by its worker"
+                    : "attempt \(f.lease.attempt) failed (exit \(f.exitStatus)): \(f.error); retrying"
+                _ = try store.revokeLease(trialID: f.lease.trialID, attempt: Int(f.lease.attempt), reason: why)
+                if f.outcome == .failed {
+                    try store.recordAttemptError(trialID: f.lease.trialID, error: f.error, logTail: f.logTail)
+                    log.info("\(f.lease) failed: \(f.error); queued for retry")
+                }
+                ended.append((r, true))
+                continue
+            }
             let status: TrialStatus = switch f.outcome {
             case .completed: .completed
             case .pruned: .pruned
             case .cancelled: .cancelled
             default: .failed
             }
-            let objective: Double? = f.objective.isNaN ? nil : f.objective
-            _ = try store.finishAttempt(trialID: f.lease.trialID, attempt: Int(f.lease.attempt),
-                                        outcome: AttemptOutcome(status: status, objective: objective,
-                                                                error: f.error.isEmpty ? nil : f.error, logTail: f.logTail.isEmpty ? nil : f.logTail))
+            ends.append(AttemptEnd(trialID: f.lease.trialID, attempt: Int(f.lease.attempt),
+                                   outcome: AttemptOutcome(status: status, objective: f.objective.isNaN ? nil : f.objective,
+                                                           error: f.error.isEmpty ? nil : f.error, logTail: f.logTail.isEmpty ? nil : f.logTail),
+                                   metrics: rows(f.points, f.lease)))
+            ended.append((r, false))
         }
-        running[f.lease.trialID] = nil
-        if let w = r.worker { registry.onLeaseEnded(f.lease, worker: w) }
-        scheduler.onAttemptEnded(sweepID: r.sweepID, number: r.number, requeuedTrialID: requeued)
-        try finishSweepIfDone(r.sweepID, now: t)
-        return .ack(Ack())
+        _ = try store.finishAttempts(ends)
+        var sweeps: Set<Int64> = []
+        for (r, requeued) in ended {
+            running[r.lease.trialID] = nil
+            if let w = r.worker { registry.onLeaseEnded(r.lease, worker: w) }
+            scheduler.onAttemptEnded(sweepID: r.sweepID, number: r.number, requeuedTrialID: requeued ? r.lease.trialID : nil)
+            sweeps.insert(r.sweepID)
+        }
+        for id in sweeps { try finishSweepIfDone(id, now: t) }
     }
 
     // MARK: Sweeps
@@ -296,7 +333,7 @@ public actor Coordinator {
             if trial.status == .queued {
                 try store.cancelQueued(trialID: trial.id, reason: "sweep cancelled")
             } else if let r = running[trial.id] {
-                _ = try store.finishAttempt(trialID: trial.id, attempt: Int(r.lease.attempt), outcome: AttemptOutcome(status: .cancelled, error: "sweep cancelled"))
+                _ = try store.finishAttempt(trialID: trial.id, attempt: Int(r.lease.attempt), outcome: AttemptOutcome(status: .cancelled, error: "sweep cancelled"), metrics: [])
                 running[trial.id] = nil
                 if let w = r.worker { registry.onLeaseEnded(r.lease, worker: w) }
                 scheduler.onAttemptEnded(sweepID: sweep.id, number: r.number, requeuedTrialID: nil)

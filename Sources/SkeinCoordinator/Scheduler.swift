@@ -13,6 +13,8 @@ public struct Scheduler: Sendable {
         public let config: SweepConfig
         public let searcher: any Searcher
         public let startedAt: Double
+        /// The trial spec as sent to workers, encoded once.
+        public let trialSpecJSON: String
         /// Trials created so far (numbers 0..<created).
         public var created: Int
         /// Queued trials: number → trial id.
@@ -35,8 +37,8 @@ public struct Scheduler: Sendable {
     /// Adds a sweep (new, or recovered from the store with its trials so far).
     public mutating func add(id: Int64, config: SweepConfig, searcher: any Searcher, startedAt: Double,
                              created: Int = 0, queued: [Int: Int64] = [:], running: Int = 0) {
-        sweeps[id] = SweepState(id: id, config: config, searcher: searcher, startedAt: startedAt, created: created,
-                                queued: queued, running: running)
+        sweeps[id] = SweepState(id: id, config: config, searcher: searcher, startedAt: startedAt, trialSpecJSON: config.trial.json,
+                                created: created, queued: queued, running: running)
         order.append(id)
     }
 
@@ -66,6 +68,13 @@ public struct Scheduler: Sendable {
         let created = max(sweeps[sweepID]?.created ?? 0, number + 1)
         sweeps[sweepID]?.created = created
         sweeps[sweepID]?.queued[number] = trialID
+    }
+
+    /// A new trial was created and started at once (the common case, one transaction).
+    public mutating func onCreatedAndStarted(sweepID: Int64, number: Int) {
+        let created = max(sweeps[sweepID]?.created ?? 0, number + 1)
+        sweeps[sweepID]?.created = created
+        sweeps[sweepID]?.running += 1
     }
 
     public mutating func onStarted(sweepID: Int64, number: Int) {

@@ -167,3 +167,14 @@ public struct AttemptOutcome: Sendable, Equatable {
         self.status = status; self.objective = objective; self.error = error; self.logTail = logTail
     }
 }
+
+/// One attempt's end, for `finishAttempts`.
+public struct AttemptEnd: Sendable, Equatable {
+    public var trialID: Int64
+    public var attempt: Int
+    public var outcome: AttemptOutcome
+    public var metrics: [MetricRow]
+    public init(trialID: Int64, attempt: Int, outcome: AttemptOutcome, metrics: [MetricRow]) {
+        self.trialID = trialID; self.attempt = attempt; self.outcome = outcome; self.metrics = metrics
+    }
+}

@@ -35,9 +35,14 @@ public protocol RunStore: Sendable {
     func startAttempt(trialID: Int64, worker: String, leaseExpiresAt: Double) throws(StoreError) -> Int
     /// Extends the lease of the current attempt (heartbeat). False if `attempt` is not current.
     func renewLease(trialID: Int64, attempt: Int, until: Double) throws(StoreError) -> Bool
-    /// Records the end of an attempt. Returns false, changing nothing, if `attempt` is not the
-    /// trial's current running attempt (a stale or revoked lease).
-    func finishAttempt(trialID: Int64, attempt: Int, outcome: AttemptOutcome) throws(StoreError) -> Bool
+    /// Creates trials and starts their first attempts, all in one transaction; returns them as started.
+    func createAndStartTrials(_ trials: [NewTrial], worker: String, leaseExpiresAt: Double) throws(StoreError) -> [TrialRecord]
+    /// Records the end of an attempt, with its last metric points, in one transaction. Returns
+    /// false, changing nothing, if `attempt` is not the trial's current running attempt (a
+    /// stale or revoked lease).
+    func finishAttempt(trialID: Int64, attempt: Int, outcome: AttemptOutcome, metrics: [MetricRow]) throws(StoreError) -> Bool
+    /// `finishAttempt` for many attempts in one transaction (group commit); one result each.
+    func finishAttempts(_ items: [AttemptEnd]) throws(StoreError) -> [Bool]
     /// Takes a running attempt back (worker lost, handed back): the trial is queued again.
     /// False if `attempt` is not the current running one.
     func revokeLease(trialID: Int64, attempt: Int, reason: String) throws(StoreError) -> Bool

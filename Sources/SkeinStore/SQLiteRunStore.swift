@@ -151,16 +151,34 @@ public final class SQLiteRunStore: RunStore {
 
     public func createTrial(_ t: NewTrial) throws(StoreError) -> TrialRecord {
         let time = now()
-        let id: Int64 = try write("create trial \(t.number)") { db in
-            if try Bool.fetchOne(db, sql: "SELECT 1 FROM trials WHERE sweep_id = ? AND number = ?", arguments: [t.sweepID, t.number]) == true {
-                throw StoreError.conflict("sweep \(t.sweepID) already has trial number \(t.number)")
-            }
-            try db.execute(sql: """
-                INSERT INTO trials (sweep_id, number, parameters, status, seed, created_at) VALUES (?, ?, ?, 'queued', ?, ?)
-                """, arguments: [t.sweepID, t.number, t.parametersJSON, Int64(bitPattern: t.seed), time])
-            return db.lastInsertedRowID
+        return try write("create trial \(t.number)") { db in
+            let id = try Self.insertTrial(db, t, time)
+            return try Row.fetchOne(db, sql: "SELECT * FROM trials WHERE id = ?", arguments: [id]).map(Self.trial)!
         }
-        return try trial(id: id)!
+    }
+
+    public func createAndStartTrials(_ trials: [NewTrial], worker: String, leaseExpiresAt: Double) throws(StoreError) -> [TrialRecord] {
+        let time = now()
+        return try write("create and start \(trials.count) trials") { db in
+            try trials.map { t in
+                let id = try Self.insertTrial(db, t, time)
+                _ = try Self.start(db, trialID: id, worker: worker, leaseExpiresAt: leaseExpiresAt, now: time)
+                // Everything is known: no need to read the row back.
+                return TrialRecord(id: id, sweepID: t.sweepID, number: t.number, parametersJSON: t.parametersJSON, status: .running,
+                                   attempt: 1, worker: worker, leaseExpiresAt: leaseExpiresAt, seed: t.seed, error: nil, logTail: nil,
+                                   createdAt: time, startedAt: time, finishedAt: nil, objective: nil)
+            }
+        }
+    }
+
+    static func insertTrial(_ db: Database, _ t: NewTrial, _ time: Double) throws -> Int64 {
+        if try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM trials WHERE sweep_id = ? AND number = ?"), arguments: [t.sweepID, t.number]) == true {
+            throw StoreError.conflict("sweep \(t.sweepID) already has trial number \(t.number)")
+        }
+        try db.cachedStatement(sql: """
+            INSERT INTO trials (sweep_id, number, parameters, status, seed, created_at) VALUES (?, ?, ?, 'queued', ?, ?)
+            """).execute(arguments: [t.sweepID, t.number, t.parametersJSON, Int64(bitPattern: t.seed), time])
+        return db.lastInsertedRowID
     }
 
     public func trial(id: Int64) throws(StoreError) -> TrialRecord? {
@@ -176,20 +194,25 @@ public final class SQLiteRunStore: RunStore {
     public func startAttempt(trialID: Int64, worker: String, leaseExpiresAt: Double) throws(StoreError) -> Int {
         let t = now()
         return try write("start attempt of trial \(trialID)") { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT status, attempt, sweep_id FROM trials WHERE id = ?", arguments: [trialID]) else {
-                throw StoreError.notFound("trial \(trialID)")
-            }
-            let status = TrialStatus(rawValue: row["status"]) ?? .queued
-            if status == .running { throw StoreError.conflict("trial \(trialID) is already running (attempt \(row["attempt"] as Int))") }
-            if status.isFinished { throw StoreError.immutable(trialID: trialID, status: status) }
-            let attempt = (row["attempt"] as Int) + 1
-            try db.execute(sql: """
-                UPDATE trials SET status = 'running', attempt = ?, worker = ?, lease_expires_at = ?,
-                                  started_at = COALESCE(started_at, ?) WHERE id = ?
-                """, arguments: [attempt, worker, leaseExpiresAt, t, trialID])
-            try Self.insertEvent(db, t, .leaseGranted, row["sweep_id"], trialID, attempt, worker, "lease granted")
-            return attempt
+            try Self.start(db, trialID: trialID, worker: worker, leaseExpiresAt: leaseExpiresAt, now: t)
         }
+    }
+
+    static func start(_ db: Database, trialID: Int64, worker: String, leaseExpiresAt: Double, now t: Double) throws -> Int {
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT status, attempt, sweep_id FROM trials WHERE id = ?"), arguments: [trialID]) else {
+            throw StoreError.notFound("trial \(trialID)")
+        }
+        let status = TrialStatus(rawValue: row[0]) ?? .queued
+        let current: Int = row[1]
+        if status == .running { throw StoreError.conflict("trial \(trialID) is already running (attempt \(current))") }
+        if status.isFinished { throw StoreError.immutable(trialID: trialID, status: status) }
+        let attempt = current + 1
+        try db.cachedStatement(sql: """
+            UPDATE trials SET status = 'running', attempt = ?, worker = ?, lease_expires_at = ?,
+                              started_at = COALESCE(started_at, ?) WHERE id = ?
+            """).execute(arguments: [attempt, worker, leaseExpiresAt, t, trialID])
+        try insertEvent(db, t, .leaseGranted, row[2], trialID, attempt, worker, "lease granted")
+        return attempt
     }
 
     public func renewLease(trialID: Int64, attempt: Int, until: Double) throws(StoreError) -> Bool {
@@ -200,27 +223,41 @@ public final class SQLiteRunStore: RunStore {
         }
     }
 
-    public func finishAttempt(trialID: Int64, attempt: Int, outcome: AttemptOutcome) throws(StoreError) -> Bool {
+    public func finishAttempt(trialID: Int64, attempt: Int, outcome: AttemptOutcome, metrics: [MetricRow]) throws(StoreError) -> Bool {
+        try finishAttempts([AttemptEnd(trialID: trialID, attempt: attempt, outcome: outcome, metrics: metrics)])[0]
+    }
+
+    public func finishAttempts(_ items: [AttemptEnd]) throws(StoreError) -> [Bool] {
+        guard !items.isEmpty else { return [] }
         let t = now()
-        return try write("finish attempt of trial \(trialID)") { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT status, attempt, sweep_id, worker FROM trials WHERE id = ?", arguments: [trialID]) else {
-                throw StoreError.notFound("trial \(trialID)")
-            }
-            let sweepID: Int64 = row["sweep_id"]
-            guard row["status"] == "running", row["attempt"] == attempt else {
-                try Self.insertEvent(db, t, .resultRefused, sweepID, trialID, attempt, nil,
-                                     "result for attempt \(attempt) refused: trial is \(row["status"] as String) at attempt \(row["attempt"] as Int)")
-                return false
-            }
-            let objective = outcome.objective.flatMap { $0.isFinite ? $0 : nil }
-            try db.execute(sql: """
-                UPDATE trials SET status = ?, objective = ?, error = ?, log_tail = ?, finished_at = ?, lease_expires_at = NULL
-                WHERE id = ?
-                """, arguments: [outcome.status.rawValue, objective, outcome.error, outcome.logTail, t, trialID])
-            try Self.insertEvent(db, t, outcome.status == .failed ? .trialFailed : .trialFinished, sweepID, trialID, attempt,
-                                 row["worker"], "attempt \(attempt) \(outcome.status.rawValue)" + (outcome.error.map { ": \($0)" } ?? ""))
-            return true
+        return try write("finish \(items.count) attempts") { db in
+            try items.map { item in try self.finish(db, item, now: t) }
         }
+    }
+
+    private func finish(_ db: Database, _ item: AttemptEnd, now t: Double) throws -> Bool {
+        let (trialID, attempt, outcome) = (item.trialID, item.attempt, item.outcome)
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT status, attempt, sweep_id, worker FROM trials WHERE id = ?"),
+                                         arguments: [trialID]) else {
+            throw StoreError.notFound("trial \(trialID)")
+        }
+        let sweepID: Int64 = row[2]
+        let status: String = row[0]
+        let current: Int = row[1]
+        guard status == "running", current == attempt else {
+            try Self.insertEvent(db, t, .resultRefused, sweepID, trialID, attempt, nil,
+                                 "result for attempt \(attempt) refused: trial is \(status) at attempt \(current)")
+            return false
+        }
+        try insertMetrics(item.metrics, db)
+        let objective = outcome.objective.flatMap { $0.isFinite ? $0 : nil }
+        try db.cachedStatement(sql: """
+            UPDATE trials SET status = ?, objective = ?, error = ?, log_tail = ?, finished_at = ?, lease_expires_at = NULL
+            WHERE id = ?
+            """).execute(arguments: [outcome.status.rawValue, objective, outcome.error, outcome.logTail, t, trialID])
+        try Self.insertEvent(db, t, outcome.status == .failed ? .trialFailed : .trialFinished, sweepID, trialID, attempt,
+                             row[3], "attempt \(attempt) \(outcome.status.rawValue)" + (outcome.error.map { ": \($0)" } ?? ""))
+        return true
     }
 
     public func revokeLease(trialID: Int64, attempt: Int, reason: String) throws(StoreError) -> Bool {
@@ -275,6 +312,11 @@ public final class SQLiteRunStore: RunStore {
 
     public func appendMetrics(_ points: [MetricRow]) throws(StoreError) {
         guard !points.isEmpty else { return }
+        try write("append \(points.count) metric points") { db in try self.insertMetrics(points, db) }
+    }
+
+    func insertMetrics(_ points: [MetricRow], _ db: Database) throws {
+        guard !points.isEmpty else { return }
         // Group by (trial, attempt, metric), keeping arrival order inside each group.
         struct Key: Hashable { let trial: Int64; let attempt: Int; let name: String }
         var groups: [Key: [Int]] = [:]
@@ -284,7 +326,7 @@ public final class SQLiteRunStore: RunStore {
             if groups[k] == nil { order.append(k); groups[k] = [] }
             groups[k]!.append(i)
         }
-        try write("append \(points.count) metric points") { db in
+        do {
             let insert = try db.cachedStatement(sql: """
                 INSERT INTO metric_chunks (trial_id, attempt, name_id, first_step, last_step, count, steps, vals, times)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -442,8 +484,8 @@ public final class SQLiteRunStore: RunStore {
 
     static func insertEvent(_ db: Database, _ t: Double, _ kind: StoreEvent.Kind, _ sweepID: Int64?, _ trialID: Int64?, _ attempt: Int?,
                             _ worker: String?, _ detail: String) throws {
-        try db.execute(sql: "INSERT INTO events (time, kind, sweep_id, trial_id, attempt, worker_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       arguments: [t, kind.rawValue, sweepID, trialID, attempt, worker, detail])
+        try db.cachedStatement(sql: "INSERT INTO events (time, kind, sweep_id, trial_id, attempt, worker_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .execute(arguments: [t, kind.rawValue, sweepID, trialID, attempt, worker, detail])
     }
 
     public func events(sweepID: Int64?, limit: Int) throws(StoreError) -> [StoreEvent] {

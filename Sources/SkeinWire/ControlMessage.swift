@@ -19,11 +19,12 @@ public enum ControlMessage: Equatable, Sendable {
     case query(Query)
     case queryResult(QueryResult)
     case submitSweep(SubmitSweep)
+    case assignments(AssignmentBatch)
 
     /// Wire numbers; never renumber or reuse one.
     public enum Kind: UInt8, Sendable, CaseIterable {
         case hello = 1, challenge, welcome, refusal, heartbeat, heartbeatAck, workRequest, assignment,
-             noWork, metricBatch, trialFinished, ack, query, queryResult, submitSweep
+             noWork, metricBatch, trialFinished, ack, query, queryResult, submitSweep, assignments
     }
 
     public var kind: Kind {
@@ -43,6 +44,7 @@ public enum ControlMessage: Equatable, Sendable {
         case .query: .query
         case .queryResult: .queryResult
         case .submitSweep: .submitSweep
+        case .assignments: .assignments
         }
     }
 
@@ -71,6 +73,7 @@ public enum ControlMessage: Equatable, Sendable {
         case let .query(m): w.write(m)
         case let .queryResult(m): w.write(m)
         case let .submitSweep(m): w.write(m)
+        case let .assignments(m): w.write(m)
         }
         w.patch(UInt32(w.bytes.count - Self.headerSize), at: 4)
         return w.bytes
@@ -110,6 +113,7 @@ public enum ControlMessage: Equatable, Sendable {
         case .query: message = .query(try r.read(Query.self))
         case .queryResult: message = .queryResult(try r.read(QueryResult.self))
         case .submitSweep: message = .submitSweep(try r.read(SubmitSweep.self))
+        case .assignments: message = .assignments(try r.read(AssignmentBatch.self))
         }
         if r.remaining != 0 { throw .trailingBytes(r.remaining) }
         return message

@@ -122,16 +122,22 @@ public struct HeartbeatAck: WireCodable {
     }
 }
 
-/// A worker asks for up to `freeSlots` trial attempts.
+/// A worker asks for up to `freeSlots` trial attempts and hands in the results of attempts
+/// that ended since its last request. The reply (assignments or no work) means the results
+/// are in the run store; until then the worker keeps them and sends them again.
 public struct WorkRequest: WireCodable {
     public var workerID: String
     public var freeSlots: UInt32
-    public init(workerID: String, freeSlots: UInt32) { self.workerID = workerID; self.freeSlots = freeSlots }
-    public static let minimumEncodedSize = 8
-    public func encode(to w: inout ByteWriter) { w.write(workerID); w.write(freeSlots) }
+    public var finished: [TrialFinished]
+    public init(workerID: String, freeSlots: UInt32, finished: [TrialFinished] = []) {
+        self.workerID = workerID; self.freeSlots = freeSlots; self.finished = finished
+    }
+    public static let minimumEncodedSize = 12
+    public func encode(to w: inout ByteWriter) { w.write(workerID); w.write(freeSlots); w.write(finished) }
     public init(from r: inout ByteReader) throws(WireError) {
         workerID = try r.readString("workRequest.workerID")
         freeSlots = try r.read("workRequest.freeSlots")
+        finished = try r.readArray(of: TrialFinished.self, "workRequest.finished")
     }
 }
 
@@ -209,7 +215,8 @@ public struct MetricBatch: WireCodable {
     }
 }
 
-/// How an attempt ended.
+/// How an attempt ended, with the metric points not yet sent (so a short trial needs one
+/// message, not two).
 public struct TrialFinished: WireCodable {
     public enum Outcome: UInt8, Sendable { case completed = 1, failed = 2, pruned = 3, cancelled = 4, handedBack = 5 }
     public var lease: Lease
@@ -219,13 +226,15 @@ public struct TrialFinished: WireCodable {
     public var exitStatus: Int32
     public var error: String
     public var logTail: String
-    public init(lease: Lease, outcome: Outcome, objective: Double, exitStatus: Int32 = 0, error: String = "", logTail: String = "") {
+    public var points: [MetricPoint]
+    public init(lease: Lease, outcome: Outcome, objective: Double, exitStatus: Int32 = 0, error: String = "", logTail: String = "",
+                points: [MetricPoint] = []) {
         self.lease = lease; self.outcome = outcome; self.objective = objective
-        self.exitStatus = exitStatus; self.error = error; self.logTail = logTail
+        self.exitStatus = exitStatus; self.error = error; self.logTail = logTail; self.points = points
     }
-    public static let minimumEncodedSize = Lease.minimumEncodedSize + 1 + 8 + 4 + 4 + 4
+    public static let minimumEncodedSize = Lease.minimumEncodedSize + 1 + 8 + 4 + 4 + 4 + 4
     public func encode(to w: inout ByteWriter) {
-        w.write(lease); w.write(outcome.rawValue); w.write(objective); w.write(exitStatus); w.write(error); w.write(logTail)
+        w.write(lease); w.write(outcome.rawValue); w.write(objective); w.write(exitStatus); w.write(error); w.write(logTail); w.write(points)
     }
     public init(from r: inout ByteReader) throws(WireError) {
         lease = try r.read(Lease.self)
@@ -236,12 +245,22 @@ public struct TrialFinished: WireCodable {
         exitStatus = try r.read("trialFinished.exitStatus")
         error = try r.readString("trialFinished.error")
         logTail = try r.readString("trialFinished.logTail")
+        points = try r.readArray(of: MetricPoint.self, "trialFinished.points")
     }
     // NaN objectives compare equal here so round-trip tests can use ==.
     public static func == (a: Self, b: Self) -> Bool {
         a.lease == b.lease && a.outcome == b.outcome && a.objective.bitPattern == b.objective.bitPattern
-            && a.exitStatus == b.exitStatus && a.error == b.error && a.logTail == b.logTail
+            && a.exitStatus == b.exitStatus && a.error == b.error && a.logTail == b.logTail && a.points == b.points
     }
+}
+
+/// Up to the requested number of trial attempts for a worker's free slots, in one reply.
+public struct AssignmentBatch: WireCodable {
+    public var assignments: [Assignment]
+    public init(_ assignments: [Assignment]) { self.assignments = assignments }
+    public static let minimumEncodedSize = 4
+    public func encode(to w: inout ByteWriter) { w.write(assignments) }
+    public init(from r: inout ByteReader) throws(WireError) { assignments = try r.readArray(of: Assignment.self, "assignmentBatch.assignments") }
 }
 
 /// A plain acknowledgement.

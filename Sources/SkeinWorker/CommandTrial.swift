@@ -14,8 +14,9 @@ import Synchronization
 /// - Metrics: one JSON object per stdout line, e.g. `{"step": 3, "loss": 0.41, "accuracy": 0.88}`;
 ///   every numeric field except `step` is a metric at that step (`step` defaults to the line
 ///   count). Other lines are ignored.
-/// - Result: exit status 0 and the objective metric reported at least once → completed with
-///   its last value; otherwise failed, with the exit status and the last lines of stderr.
+/// - Result: exit status 0 → completed, with the objective metric's last reported value (a
+///   command that never reports it completes unranked, with a note in its log tail); any other
+///   exit or a signal → failed, with the exit status and the last lines of stderr.
 struct CommandTrial {
     let assignment: Assignment
     let spec: TrialSpec
@@ -73,13 +74,23 @@ struct CommandTrial {
             return failed("cannot start \(program): \(error.localizedDescription)")
         }
         let deadline = spec.timeoutSeconds.map { Date().addingTimeInterval($0) }
-        while !exited.isOpen {
-            if let deadline, Date() > deadline { stop.stop(.timedOut) }
-            if stop.isSet, p.isRunning { kill(p.processIdentifier, SIGKILL) }
-            try? await Task.sleep(for: .milliseconds(20))
+        let pid = p.processIdentifier
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await exited.wait() }
+            group.addTask {
+                // Watchdog: the timeout, or a stop request (lease revoked, draining), kills the command.
+                while !Task.isCancelled {
+                    if let deadline, Date() > deadline { stop.stop(.timedOut) }
+                    if stop.isSet { kill(pid, SIGKILL); return }
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            await group.next()
+            group.cancelAll()
         }
+        await exited.wait()
         // Let the pipes drain so the last metric lines and stderr are not lost.
-        for _ in 0..<100 where !(outDone.isOpen && errDone.isOpen) { try? await Task.sleep(for: .milliseconds(10)) }
+        for _ in 0..<200 where !(outDone.isOpen && errDone.isOpen) { try? await Task.sleep(for: .milliseconds(5)) }
         parser.finish()
         let status = p.terminationStatus
         let tail = stderrTail.text
@@ -92,7 +103,9 @@ struct CommandTrial {
         if p.terminationReason == .uncaughtSignal { return failed("killed by signal \(status)", status, tail) }
         if status != 0 { return failed("exit status \(status)", status, tail) }
         guard let objective = parser.lastObjective else {
-            return failed("exited 0 but never reported the objective metric '\(spec.objective)' as a JSON line on stdout", status, tail)
+            // Completed, but not ranked: like a run that never logged its summary metric.
+            let note = "[skein: the command exited 0 but never reported the objective metric '\(spec.objective)' as a JSON line on stdout]"
+            return TrialResult(outcome: .completed, objective: .nan, exitStatus: 0, error: "", logTail: tail.isEmpty ? note : tail + "\n" + note)
         }
         return TrialResult(outcome: .completed, objective: objective, exitStatus: 0, error: "", logTail: tail)
     }
@@ -166,9 +179,29 @@ final class TailBuffer: Sendable {
     }
 }
 
-/// A one-way flag set from another thread.
+/// A one-way flag set from another thread, which tasks can await.
 final class Latch: Sendable {
-    private let flag = Atomic<Bool>(false)
-    func open() { flag.store(true, ordering: .releasing) }
-    var isOpen: Bool { flag.load(ordering: .acquiring) }
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func open() {
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.open = true
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume() }
+    }
+
+    var isOpen: Bool { state.withLock { $0.open } }
+
+    func wait() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { s -> Bool in
+                if s.open { return true }
+                s.waiters.append(c)
+                return false
+            }
+            if ready { c.resume() }
+        }
+    }
 }

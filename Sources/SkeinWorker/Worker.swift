@@ -36,6 +36,10 @@ public final class Worker: Sendable {
     let runner: TrialRunner
     private let session = Mutex<(id: String?, interval: Double)>((nil, 0.5))
     private let active = Mutex<[Lease: StopFlag]>([:])
+    /// Results not yet acknowledged by the coordinator; sent with the next work request.
+    private let results = Mutex<[TrialFinished]>([])
+    /// Wakes the dispatcher when an attempt ends.
+    private let attemptEnded = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     private let draining = Atomic<Bool>(false)
 
     public init(settings: Settings, logger: Logger = Logger(label: "skein.worker")) throws {
@@ -60,18 +64,13 @@ public final class Worker: Sendable {
         _ = try await sessionID()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.heartbeatLoop() }
-            for slot in 0..<settings.slots {
-                group.addTask { try await self.slotLoop(slot) }
-            }
-            // Slots end when draining; then stop the heartbeat.
-            var slotsDone = 0
+            group.addTask { try await self.dispatchLoop() }
             do {
-                while let _ = try await group.next() {
-                    slotsDone += 1
-                    if slotsDone == settings.slots { group.cancelAll() }
-                }
+                // The dispatcher returns once drained and idle; then stop the heartbeat.
+                _ = try await group.next()
+                group.cancelAll()
+                while let _ = try await group.next() {}
             } catch is CancellationError {
-                // The heartbeat loop ends this way once the slots have drained.
             }
         }
         client.close()
@@ -128,36 +127,59 @@ public final class Worker: Sendable {
         }
     }
 
-    func slotLoop(_ slot: Int) async throws {
-        var backoff = 0.05
-        while !isDraining {
-            try Task.checkCancellation()
-            let id = try await sessionID()
-            do {
-                let reply = try await client.call(.workRequest(WorkRequest(workerID: id, freeSlots: 1)), timeout: .seconds(5))
-                backoff = 0.05
-                switch reply {
-                case let .assignment(a):
-                    await runAttempt(a)
-                case let .noWork(n):
-                    try await Task.sleep(for: .milliseconds(Int(n.retryAfterMilliseconds)))
-                default:
-                    log.warning("unexpected reply to a work request: \(reply.kind)")
+    /// Asks for work whenever slots are free (one request fills them all, and carries the
+    /// results of attempts that ended meanwhile) and runs each attempt as a child task.
+    func dispatchLoop() async throws {
+        try await withThrowingDiscardingTaskGroup { attempts in
+            var backoff = 0.05
+            var idleUntil: ContinuousClock.Instant?
+            while true {
+                try Task.checkCancellation()
+                let pending = results.withLock { $0 }
+                let running = active.withLock { $0.count }
+                if isDraining && running == 0 && pending.isEmpty { break }
+                let free = isDraining ? 0 : settings.slots - running
+                let wantWork = free > 0 && (idleUntil.map { ContinuousClock.now >= $0 } ?? true)
+                if pending.isEmpty && !wantWork {
+                    // Slots busy, or nothing to run yet: wait for an attempt to end or the retry time.
+                    let wait = idleUntil.map { max($0 - ContinuousClock.now, .milliseconds(1)) } ?? .milliseconds(500)
+                    await waitForAttemptEnd(upTo: wait)
+                    continue
                 }
-            } catch ControlError.refused(.unknownWorker, _) {
-                forget(id)
-            } catch let e as ControlError {
-                log.debug("work request: \(e)")
-                try await Task.sleep(for: .seconds(backoff))
-                backoff = min(backoff * 2, 1)
+                let id = try await sessionID()
+                do {
+                    let request = WorkRequest(workerID: id, freeSlots: UInt32(wantWork ? free : 0), finished: pending)
+                    let reply = try await client.call(.workRequest(request), timeout: .seconds(10))
+                    backoff = 0.05
+                    // The reply means the results are stored.
+                    results.withLock { r in r.removeFirst(min(pending.count, r.count)) }
+                    for f in pending { log.info("\(f.lease) \(f.outcome) objective \(f.objective)") }
+                    switch reply {
+                    case let .assignments(batch):
+                        idleUntil = nil
+                        for a in batch.assignments {
+                            let stop = StopFlag()
+                            active.withLock { $0[a.lease] = stop }
+                            attempts.addTask { await self.runAttempt(a, stop: stop) }
+                        }
+                    case let .noWork(n):
+                        if wantWork { idleUntil = ContinuousClock.now + .milliseconds(Int(n.retryAfterMilliseconds)) }
+                    default:
+                        log.warning("unexpected reply to a work request: \(reply.kind)")
+                    }
+                } catch ControlError.refused(.unknownWorker, _) {
+                    forget(id)
+                } catch let e as ControlError {
+                    log.debug("work request: \(e)")
+                    try await Task.sleep(for: .seconds(backoff))
+                    backoff = min(backoff * 2, 1)
+                }
             }
         }
     }
 
-    func runAttempt(_ a: Assignment) async {
-        let stop = StopFlag()
+    func runAttempt(_ a: Assignment, stop: StopFlag) async {
         if isDraining { stop.stop(.draining) }
-        active.withLock { $0[a.lease] = stop }
         let metrics = MetricBuffer()
         log.info("running \(a.sweepName) trial \(a.trialNumber) (\(a.lease)) \(a.parametersJSON)")
         let result: TrialResult = await withTaskGroup(of: TrialResult?.self) { group in
@@ -166,7 +188,8 @@ public final class Worker: Sendable {
                 // Flush metrics while the trial runs; a refusal means the lease is gone.
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .milliseconds(100))
-                    if !(await self.flush(metrics, a.lease)) { stop.stop(.revoked) }
+                    if Task.isCancelled { break }
+                    if !(await self.flush(metrics, a.lease, keep: 0)) { stop.stop(.revoked) }
                 }
                 return nil
             }
@@ -174,19 +197,39 @@ public final class Worker: Sendable {
             group.cancelAll()
             return r
         }
-        _ = await flush(metrics, a.lease)
+        // What is left beyond one message's worth goes first; the rest rides on the result.
+        _ = await flush(metrics, a.lease, keep: Self.pointsWithResult)
         var tail = result.logTail
         if metrics.dropped > 0 { tail += "\n[skein: \(metrics.dropped) metric points dropped: buffer full]" }
         let finished = TrialFinished(lease: a.lease, outcome: result.outcome, objective: result.objective, exitStatus: result.exitStatus,
-                                     error: result.error, logTail: tail)
-        await report(finished)
+                                     error: result.error, logTail: tail, points: metrics.take(max: Self.pointsWithResult))
+        // The result goes out with the next work request, which the dispatcher sends now.
+        results.withLock { $0.append(finished) }
         active.withLock { $0[a.lease] = nil }
+        attemptEnded.continuation.yield()
     }
 
+    /// Returns when an attempt ends, or after `limit`.
+    func waitForAttemptEnd(upTo limit: Duration) async {
+        let stream = attemptEnded.stream
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                var it = stream.makeAsyncIterator()
+                _ = await it.next()
+            }
+            group.addTask { try? await Task.sleep(for: limit) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// Metric points sent inside the final result message.
+    static let pointsWithResult = 1_000
+
     /// Sends buffered metrics; false if the coordinator refused them (stale lease).
-    func flush(_ metrics: MetricBuffer, _ lease: Lease) async -> Bool {
-        while metrics.count > 0 {
-            let batch = metrics.take()
+    func flush(_ metrics: MetricBuffer, _ lease: Lease, keep: Int) async -> Bool {
+        while metrics.count > keep {
+            let batch = metrics.take(max: min(5_000, metrics.count - keep))
             do {
                 _ = try await client.call(.metricBatch(MetricBatch(lease: lease, points: batch)), timeout: .seconds(5))
             } catch ControlError.refused(.staleLease, _) {
@@ -198,25 +241,5 @@ public final class Worker: Sendable {
             }
         }
         return true
-    }
-
-    /// Delivers a result, retrying until the coordinator answers: a result is never lost
-    /// because the coordinator was briefly away.
-    func report(_ f: TrialFinished) async {
-        var delay = 0.05
-        while true {
-            do {
-                _ = try await client.call(.trialFinished(f), timeout: .seconds(5))
-                log.info("\(f.lease) \(f.outcome) objective \(f.objective)")
-                return
-            } catch ControlError.refused(.staleLease, let detail) {
-                log.warning("result for \(f.lease) refused: \(detail)")
-                return
-            } catch {
-                log.debug("reporting \(f.lease): \(error); retrying")
-                try? await Task.sleep(for: .seconds(delay))
-                delay = min(delay * 2, 1)
-            }
-        }
     }
 }

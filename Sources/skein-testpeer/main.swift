@@ -105,7 +105,7 @@ do {
                 points.append(MetricRow(trialID: trial.id, attempt: attempt, name: name, step: Int64(i / 2), value: value, time: Double(i)))
             }
             try store.appendMetrics(points)
-            _ = try store.finishAttempt(trialID: trial.id, attempt: attempt, outcome: AttemptOutcome(status: .completed, objective: Double(k % 97)))
+            _ = try store.finishAttempt(trialID: trial.id, attempt: attempt, outcome: AttemptOutcome(status: .completed, objective: Double(k % 97)), metrics: [])
             print("committed \(k)")
             fflush(nil)
             k += 1

@@ -29,7 +29,7 @@ func newSweep(_ name: String = "s", direction: ObjectiveDirection = .minimize) -
 func completedTrial(_ store: any RunStore, _ sweep: SweepRecord, _ number: Int, _ objective: Double) throws -> TrialRecord {
     let t = try store.createTrial(NewTrial(sweepID: sweep.id, number: number, parametersJSON: "{\"lr\":\(objective)}", seed: UInt64(number)))
     let a = try store.startAttempt(trialID: t.id, worker: "w1", leaseExpiresAt: 2000)
-    #expect(try store.finishAttempt(trialID: t.id, attempt: a, outcome: AttemptOutcome(status: .completed, objective: objective)))
+    #expect(try store.finishAttempt(trialID: t.id, attempt: a, outcome: AttemptOutcome(status: .completed, objective: objective), metrics: []))
     return try store.trial(id: t.id)!
 }
 
@@ -69,15 +69,15 @@ struct RunStoreContract {
         let a2 = try store.startAttempt(trialID: t.id, worker: "w2", leaseExpiresAt: 1030)
         #expect(a2 == 2)
         // w1 comes back with its old lease: refused, nothing changes.
-        #expect(try store.finishAttempt(trialID: t.id, attempt: 1, outcome: AttemptOutcome(status: .completed, objective: 0.1)) == false)
+        #expect(try store.finishAttempt(trialID: t.id, attempt: 1, outcome: AttemptOutcome(status: .completed, objective: 0.1), metrics: []) == false)
         #expect(try store.renewLease(trialID: t.id, attempt: 1, until: 2000) == false)
         #expect(try store.revokeLease(trialID: t.id, attempt: 1, reason: "late") == false)
         #expect(try store.trial(id: t.id)?.status == .running)
-        #expect(try store.finishAttempt(trialID: t.id, attempt: 2, outcome: AttemptOutcome(status: .completed, objective: 0.5)))
+        #expect(try store.finishAttempt(trialID: t.id, attempt: 2, outcome: AttemptOutcome(status: .completed, objective: 0.5), metrics: []))
         let done = try #require(try store.trial(id: t.id))
         #expect(done.status == .completed && done.objective == 0.5 && done.attempt == 2 && done.worker == "w2")
         // A second result for the same attempt is refused too (nothing runs twice).
-        #expect(try store.finishAttempt(trialID: t.id, attempt: 2, outcome: AttemptOutcome(status: .completed, objective: 0.4)) == false)
+        #expect(try store.finishAttempt(trialID: t.id, attempt: 2, outcome: AttemptOutcome(status: .completed, objective: 0.4), metrics: []) == false)
         let kinds = try store.events(sweepID: s.id, limit: 100).map(\.kind)
         #expect(kinds.contains(.leaseRevoked) && kinds.contains(.resultRefused) && kinds.contains(.trialFinished))
     }
@@ -95,7 +95,7 @@ struct RunStoreContract {
 
         let f = try store.createTrial(NewTrial(sweepID: s.id, number: 1, parametersJSON: "{}", seed: 1))
         let a = try store.startAttempt(trialID: f.id, worker: "w", leaseExpiresAt: 0)
-        #expect(try store.finishAttempt(trialID: f.id, attempt: a, outcome: AttemptOutcome(status: .failed, error: "exit 3", logTail: "boom")))
+        #expect(try store.finishAttempt(trialID: f.id, attempt: a, outcome: AttemptOutcome(status: .failed, error: "exit 3", logTail: "boom"), metrics: []))
         let failed = try #require(try store.trial(id: f.id))
         #expect(failed.status == .failed && failed.error == "exit 3" && failed.logTail == "boom" && failed.objective == nil)
         #expect(throws: StoreError.immutable(trialID: f.id, status: .failed)) { try store.startAttempt(trialID: f.id, worker: "w", leaseExpiresAt: 0) }

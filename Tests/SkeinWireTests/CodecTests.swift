@@ -11,6 +11,8 @@ let samples: [ControlMessage] = [
     .heartbeat(Heartbeat(workerID: "w-7", freeSlots: 1, leases: [Lease(trialID: 3, attempt: 1), Lease(trialID: 9, attempt: 2)])),
     .heartbeatAck(HeartbeatAck(revoked: [Lease(trialID: 3, attempt: 1)], drain: true)),
     .workRequest(WorkRequest(workerID: "w-7", freeSlots: 2)),
+    .workRequest(WorkRequest(workerID: "w-7", freeSlots: 1, finished: [TrialFinished(lease: Lease(trialID: 2, attempt: 1), outcome: .completed,
+                                                                                     objective: 0.5, points: [MetricPoint(name: "x", step: 0, value: 1, time: 0)])])),
     .assignment(Assignment(lease: Lease(trialID: 5, attempt: 1), sweepName: "fmnist", trialNumber: 4, seed: 42,
                            parametersJSON: #"{"lr":0.01}"#, trialSpecJSON: #"{"model":"mlp"}"#, resumeFrom: "/ckpt/a")),
     .noWork(NoWork(retryAfterMilliseconds: 100)),
@@ -19,7 +21,9 @@ let samples: [ControlMessage] = [
         MetricPoint(name: "accuracy", step: 1, value: 0.8, time: 1.7e9 + 1),
     ])),
     .trialFinished(TrialFinished(lease: Lease(trialID: 5, attempt: 1), outcome: .failed, objective: .nan, exitStatus: 3,
-                                 error: "exit 3", logTail: "Traceback…")),
+                                 error: "exit 3", logTail: "Traceback…", points: [MetricPoint(name: "loss", step: 9, value: 0.1, time: 2)])),
+    .assignments(AssignmentBatch([Assignment(lease: Lease(trialID: 6, attempt: 2), sweepName: "s", trialNumber: 1, seed: 3,
+                                             parametersJSON: "{}", trialSpecJSON: "{}")])),
     .ack(Ack()),
     .query(Query(session: "w-7", kind: "leaderboard", argument: "fmnist")),
     .queryResult(QueryResult(json: "[]")),
@@ -100,7 +104,7 @@ struct CodecTests {
                 bytes = (0..<Int.random(in: 0..<96, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
                 if i % 8 == 0, bytes.count >= 8 {
                     bytes[0] = 0x53; bytes[1] = 0x4B; bytes[2] = Wire.protocolVersion
-                    bytes[3] = UInt8.random(in: 1...15, using: &rng)
+                    bytes[3] = UInt8.random(in: 1...16, using: &rng)
                     let n = UInt32(bytes.count - 8)
                     bytes[4] = UInt8(n & 0xFF); bytes[5] = UInt8(n >> 8); bytes[6] = 0; bytes[7] = 0
                 }
