@@ -172,4 +172,44 @@ struct RunStoreContract {
         #expect(events.last?.kind == .workerJoined && events.last?.workerID == "w1")
         #expect(events.first?.kind == .sweepCreated)
     }
+
+    @Test("group commit: trials created and started together; many attempts finished in one call, stale ones refused", arguments: Backend.allCases)
+    func batches(_ backend: Backend) throws {
+        let store = try backend.make()
+        let s = try store.createSweep(newSweep())
+        let started = try store.createAndStartTrials((0..<5).map { NewTrial(sweepID: s.id, number: $0, parametersJSON: "{\"k\":\($0)}", seed: UInt64($0)) },
+                                                     worker: "w", leaseExpiresAt: 50)
+        #expect(started.map(\.number) == [0, 1, 2, 3, 4])
+        #expect(try started.allSatisfy { try store.trial(id: $0.id) == $0 })
+        #expect(throws: StoreError.self) {
+            try store.createAndStartTrials([NewTrial(sweepID: s.id, number: 9, parametersJSON: "{}", seed: 0),
+                                            NewTrial(sweepID: s.id, number: 2, parametersJSON: "{}", seed: 0)], worker: "w", leaseExpiresAt: 0)
+        }
+        #expect(try store.trials(sweepID: s.id).count == 5, "a failed batch leaves nothing behind")
+        let ends = started.map { t in
+            AttemptEnd(trialID: t.id, attempt: t.number == 3 ? 7 : 1, outcome: AttemptOutcome(status: .completed, objective: Double(t.number)),
+                       metrics: [MetricRow(trialID: t.id, attempt: 1, name: "loss", step: 1, value: Double(t.number), time: 0)])
+        }
+        #expect(try store.finishAttempts(ends) == [true, true, true, false, true])
+        #expect(try store.trial(id: started[3].id)?.status == .running)
+        #expect(try store.series(trialID: started[3].id, name: "loss", steps: nil).isEmpty, "a refused result stores no metrics")
+        #expect(try store.series(trialID: started[4].id, name: "loss", steps: nil).map(\.value) == [4])
+        #expect(try store.finishAttempts([]) == [])
+    }
+
+    @Test("a retried attempt keeps its error; queued trials can be cancelled", arguments: Backend.allCases)
+    func retriesAndCancel(_ backend: Backend) throws {
+        let store = try backend.make()
+        let s = try store.createSweep(newSweep())
+        let t = try store.createTrial(NewTrial(sweepID: s.id, number: 0, parametersJSON: "{}", seed: 0))
+        let a = try store.startAttempt(trialID: t.id, worker: "w", leaseExpiresAt: 0)
+        #expect(try store.revokeLease(trialID: t.id, attempt: a, reason: "attempt failed; retrying"))
+        try store.recordAttemptError(trialID: t.id, error: "exit status 3", logTail: "boom")
+        let queued = try #require(try store.trial(id: t.id))
+        #expect(queued.status == .queued && queued.error == "exit status 3" && queued.logTail == "boom")
+        try store.cancelQueued(trialID: t.id, reason: "sweep cancelled")
+        #expect(try store.trial(id: t.id)?.status == .cancelled)
+        #expect(throws: StoreError.self) { try store.cancelQueued(trialID: t.id, reason: "again") }
+        #expect(throws: StoreError.immutable(trialID: t.id, status: .cancelled)) { try store.startAttempt(trialID: t.id, worker: "w", leaseExpiresAt: 0) }
+    }
 }

@@ -1,0 +1,133 @@
+import Foundation
+import Testing
+import SkeinStore
+import SkeinTestSupport
+
+/// A sweep of command trials that each take `seconds`, reporting loss = x.
+func slowSweep(_ name: String, trials: Int, seconds: Double, seed: Int = 2) -> String {
+    """
+    name: \(name)
+    seed: \(seed)
+    objective: {metric: loss, direction: minimize}
+    budget: {max_trials: \(trials)}
+    trial:
+      kind: command
+      command: [python3, -c, "import json, time; time.sleep(\(seconds)); print(json.dumps({'loss': {x}}))"]
+    search:
+      method: random
+      parameters:
+        x: {uniform: [0, 1]}
+    """
+}
+
+@Suite("Failures (real processes, kill -9)", .serialized)
+struct FailureTests {
+    @Test("kill -9 a worker mid-trial: its lease is revoked after the heartbeat timeout and the trial runs elsewhere")
+    func workerKilled() async throws {
+        let cluster = try await LocalCluster()
+        defer { cluster.stop() }
+        let victim = try cluster.addWorker("victim")
+        try await cluster.submit(slowSweep("wk", trials: 4, seconds: 1.0), name: "wk")
+        let store = try cluster.store
+        // Wait until the victim runs something, then kill it without warning.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try store.sweep(named: "wk").map({ try store.trials(sweepID: $0.id).contains { $0.status == .running } }) != true {
+            guard ContinuousClock.now < deadline else { Issue.record("nothing started"); return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        victim.kill(SIGKILL)
+        let killedAt = Date().timeIntervalSince1970
+        try cluster.addWorker("rescuer")
+        let sweep = try await cluster.waitForSweep("wk")
+        #expect(sweep.status == .completed)
+        let trials = try store.trials(sweepID: sweep.id)
+        #expect(trials.count == 4 && trials.allSatisfy { $0.status == .completed })
+        let rerun = trials.filter { $0.attempt == 2 }
+        #expect(rerun.count == 1, "exactly the killed attempt runs again")
+        #expect(rerun.allSatisfy { $0.worker?.hasPrefix("rescuer-") == true })
+        let revoked = try store.events(sweepID: sweep.id, limit: 500).filter { $0.kind == .leaseRevoked }
+        #expect(revoked.count == 1)
+        // Revoked within the detector's bound: dead after 4 heartbeats (2 s), checked every half interval.
+        if let r = revoked.first { #expect(r.time - killedAt <= 4 * cluster.heartbeat + cluster.heartbeat, "revoked \(r.time - killedAt) s after the kill") }
+    }
+
+    @Test("a worker frozen with SIGSTOP past the timeout loses its lease; thawed with SIGCONT, its result is refused")
+    func frozenWorkerIsFenced() async throws {
+        let cluster = try await LocalCluster()
+        defer { cluster.stop() }
+        let frozen = try cluster.addWorker("frozen")
+        try await cluster.submit(slowSweep("fz", trials: 2, seconds: 1.5), name: "fz")
+        let store = try cluster.store
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try store.sweep(named: "fz").map({ try store.trials(sweepID: $0.id).contains { $0.status == .running } }) != true {
+            guard ContinuousClock.now < deadline else { Issue.record("nothing started"); return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        frozen.kill(SIGSTOP)
+        try cluster.addWorker("healthy")
+        // Past the timeout (dead after 2 s): the lease is revoked and the trial re-runs on the healthy worker.
+        while try store.events(sweepID: nil, limit: 500).contains(where: { $0.kind == .leaseRevoked }) == false {
+            guard ContinuousClock.now < deadline else { Issue.record("lease never revoked"); return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        frozen.kill(SIGCONT)
+        let sweep = try await cluster.waitForSweep("fz")
+        #expect(sweep.status == .completed)
+        let trials = try store.trials(sweepID: sweep.id)
+        #expect(trials.allSatisfy { $0.status == .completed })
+        // The thawed worker's late result for the revoked lease is refused and logged, and changes nothing.
+        let events = try store.events(sweepID: sweep.id, limit: 500)
+        let revokedTrial = try #require(events.first { $0.kind == .leaseRevoked }?.trialID)
+        let refusedBy = ContinuousClock.now + .seconds(15)
+        var refused = false
+        while !refused && ContinuousClock.now < refusedBy {
+            refused = try store.events(sweepID: sweep.id, limit: 500).contains { $0.kind == .resultRefused && $0.trialID == revokedTrial && $0.attempt == 1 }
+            if !refused { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(refused, "the stale result was never refused:\n\(frozen.log.suffix(2000))")
+        let t = try #require(try store.trial(id: revokedTrial))
+        #expect(t.attempt == 2 && t.status == .completed && t.worker?.hasPrefix("healthy-") == true)
+    }
+
+    @Test("kill -9 the coordinator mid-sweep and restart it: the sweep finishes, no completed trial runs again")
+    func coordinatorKilled() async throws {
+        var cluster: LocalCluster? = try await LocalCluster()
+        let dir = cluster!.dir
+        try cluster!.addWorker("a", slots: 2)
+        try cluster!.addWorker("b", slots: 2)
+        try await cluster!.submit(slowSweep("ck", trials: 16, seconds: 0.4), name: "ck")
+        let store = try cluster!.store
+        let deadline = ContinuousClock.now + .seconds(60)
+        while (try store.sweep(named: "ck").map { try store.summary(sweepID: $0.id).counts[.completed] ?? 0 } ?? 0) < 4 {
+            guard ContinuousClock.now < deadline else { Issue.record("too slow"); return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        cluster!.coordinator.kill(SIGKILL)
+        _ = try await cluster!.coordinator.waitForExit()
+        let before = try store.trials(sweepID: store.sweep(named: "ck")!.id).filter { $0.status == .completed }
+        // Same run directory, same address: the workers reconnect by themselves.
+        let restarted = try ChildProcess("skein", ["coordinator", "--listen", cluster!.address, "--run-dir", dir, "--heartbeat", "0.5"])
+        defer { restarted.kill() }
+        _ = try await restarted.waitForLine(startingWith: "listening ")
+        let sweep = try await waitUntilFinished(store, "ck", coordinator: restarted)
+        #expect(sweep.status == .completed)
+        let trials = try store.trials(sweepID: sweep.id)
+        #expect(trials.count == 16 && trials.allSatisfy { $0.status == .completed })
+        for t in before {
+            let now = try #require(trials.first { $0.id == t.id })
+            #expect(now.attempt == t.attempt && now.objective == t.objective && now.finishedAt == t.finishedAt, "trial \(t.number) changed")
+        }
+        #expect(restarted.log.contains("resumed sweep ck"))
+        cluster?.stop()
+        cluster = nil
+    }
+
+    func waitUntilFinished(_ store: SQLiteRunStore, _ name: String, coordinator: ChildProcess) async throws -> SweepRecord {
+        let deadline = ContinuousClock.now + .seconds(90)
+        while ContinuousClock.now < deadline {
+            if let s = try store.sweep(named: name), s.status != .running { return s }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw ClusterError("sweep \(name) did not finish after the restart:\n\(coordinator.log.suffix(3000))")
+    }
+}
