@@ -35,7 +35,9 @@ let package = Package(
         .target(name: "SkeinTensor", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "SkeinTrain", dependencies: ["SkeinTensor", "SkeinRandom", "SkeinWire", "CZlib"]),
         .target(name: "SkeinSearch", dependencies: ["SkeinRandom"]),
-        .target(name: "SkeinStore", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "SkeinStore", dependencies: [
+            .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         .target(name: "SkeinReport", dependencies: ["SkeinStore"]),
         .target(name: "SkeinCoordinator", dependencies: [
             "SkeinSearch", "SkeinStore", "SkeinTransport", "SkeinConfig", "SkeinWire", .product(name: "Logging", package: "swift-log"),

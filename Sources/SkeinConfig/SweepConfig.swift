@@ -218,7 +218,7 @@ struct NodeReader {
 
     mutating func trialSpec(_ node: Node) -> TrialSpec? {
         let path = ["trial"]
-        guard let m = mapping(node, path, allowed: ["kind", "train", "command", "env", "timeout", "workers", "blas_threads"]) else { return nil }
+        guard let m = mapping(node, path, allowed: ["kind", "train", "command", "env", "timeout", "workers", "blas_threads", "checkpoint"]) else { return nil }
         let kindName = string(m["kind"], path + ["kind"]) ?? "builtin"
         guard let kind = TrialSpec.Kind(rawValue: kindName) else {
             problem(m["kind"], path + ["kind"], "must be builtin, command or noop (got '\(kindName)')")
@@ -228,6 +228,10 @@ struct NodeReader {
         spec.timeoutSeconds = duration(m["timeout"], path + ["timeout"])
         spec.workers = int(m["workers"], path + ["workers"], min: 1) ?? 1
         spec.blasThreads = int(m["blas_threads"], path + ["blas_threads"], min: 1) ?? 1
+        if let c = m["checkpoint"], let cm = mapping(c, path + ["checkpoint"], allowed: ["every_steps", "every_seconds"]) {
+            spec.checkpointEverySteps = int(cm["every_steps"], path + ["checkpoint", "every_steps"], min: 0) ?? 0
+            spec.checkpointEverySeconds = duration(cm["every_seconds"], path + ["checkpoint", "every_seconds"]) ?? 30
+        }
         if let env = m["env"] {
             if let em = env.mapping {
                 for (k, v) in em {

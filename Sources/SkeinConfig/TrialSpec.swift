@@ -25,11 +25,17 @@ public struct TrialSpec: Codable, Equatable, Sendable {
     /// OpenBLAS sums in another order with more threads, so the same config must pin it for
     /// the same numbers on any worker. Parallelism across trials comes from slots.
     public var blasThreads: Int
+    /// Built-in trials checkpoint every this many optimiser steps (0 = not by steps) and every
+    /// this many seconds (0 = not by time), so a lost attempt resumes from there elsewhere.
+    public var checkpointEverySteps: Int
+    public var checkpointEverySeconds: Double
 
     public init(kind: Kind, train: TrainConfig? = nil, command: [String]? = nil, environment: [String: String] = [:],
-                timeoutSeconds: Double? = nil, workers: Int = 1, objective: String = "", blasThreads: Int = 1) {
+                timeoutSeconds: Double? = nil, workers: Int = 1, objective: String = "", blasThreads: Int = 1,
+                checkpointEverySteps: Int = 0, checkpointEverySeconds: Double = 30) {
         self.kind = kind; self.train = train; self.command = command; self.environment = environment
         self.timeoutSeconds = timeoutSeconds; self.workers = workers; self.objective = objective; self.blasThreads = blasThreads
+        self.checkpointEverySteps = checkpointEverySteps; self.checkpointEverySeconds = checkpointEverySeconds
     }
 
     public var json: String {

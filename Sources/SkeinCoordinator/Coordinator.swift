@@ -121,6 +121,7 @@ public actor Coordinator {
         case let .workRequest(r): return try onWorkRequest(r, now: t)
         case let .metricBatch(b): return try onMetrics(b)
         case let .trialFinished(f): return try onTrialFinished(f, now: t)
+        case let .checkpointUpload(u): return try onCheckpoint(u)
         case let .submitSweep(s):
             guard clientSessions.contains(s.session) || registry.isAlive(s.session) else { return .refusal(Refusal(.unknownWorker, "not authenticated")) }
             return try onSubmit(s, now: t)
@@ -205,7 +206,7 @@ public actor Coordinator {
                 _ = try store.startAttempt(trialID: trialID, worker: r.workerID, leaseExpiresAt: t + settings.registry.deadAfter)
                 scheduler.onStarted(sweepID: sweepID, number: number)
                 let trial = try store.trial(id: trialID)!
-                let resume = try store.latestCheckpoint(trialID: trialID)?.path ?? ""
+                let resume = try store.latestCheckpoint(trialID: trialID)?.contentHash ?? ""
                 batch.append(started(trial, sweepID: sweepID, worker: r.workerID, resumeFrom: resume))
             }
         }
@@ -232,6 +233,16 @@ public actor Coordinator {
             return .refusal(Refusal(.staleLease, "\(b.lease) is not current; metrics refused"))
         }
         try store.appendMetrics(rows(b.points, b.lease))
+        return .ack(Ack())
+    }
+
+    /// Stores a running attempt's checkpoint (content-addressed) so another worker can resume it.
+    private func onCheckpoint(_ u: CheckpointUpload) throws -> ControlMessage {
+        guard let r = running[u.lease.trialID], r.lease == u.lease else {
+            return .refusal(Refusal(.staleLease, "\(u.lease) is not current; checkpoint refused"))
+        }
+        let c = try store.saveCheckpoint(trialID: u.lease.trialID, attempt: Int(u.lease.attempt), step: u.step, bytes: u.bytes)
+        log.debug("checkpoint of \(u.lease) at step \(u.step): \(c.contentHash.prefix(12)) (\(u.bytes.count) bytes)")
         return .ack(Ack())
     }
 
@@ -415,6 +426,11 @@ public actor Coordinator {
             }
         case "cancel":
             result = ["cancelled": try cancel(sweepName: q.argument)]
+        case "checkpoint":
+            guard let bytes = try store.checkpointBytes(hash: q.argument) else {
+                return .refusal(Refusal(.other, "no checkpoint \(q.argument)"))
+            }
+            return .checkpointData(CheckpointData(hash: q.argument, bytes: bytes))
         default:
             return .refusal(Refusal(.other, "unknown query '\(q.kind)'"))
         }

@@ -69,6 +69,12 @@ public protocol RunStore: Sendable {
 
     // Checkpoints, workers, events
     func recordCheckpoint(trialID: Int64, attempt: Int, step: Int64, contentHash: String, size: Int64, path: String) throws(StoreError)
+    /// Stores a checkpoint file content-addressed (SHA-256) next to the database, written
+    /// atomically (temporary file, fsync, rename), and records it for the attempt. Storing the
+    /// same bytes twice keeps one file.
+    func saveCheckpoint(trialID: Int64, attempt: Int, step: Int64, bytes: [UInt8]) throws(StoreError) -> CheckpointRecord
+    /// The bytes of a stored checkpoint, by content hash; nil if unknown.
+    func checkpointBytes(hash: String) throws(StoreError) -> [UInt8]?
     func latestCheckpoint(trialID: Int64) throws(StoreError) -> CheckpointRecord?
     func upsertWorker(_ worker: WorkerRecord) throws(StoreError)
     func workers() throws(StoreError) -> [WorkerRecord]

@@ -10,7 +10,7 @@ import SkeinWire
 /// preceding bytes (UInt32). The body holds the model description (JSON, checked on load),
 /// the counters, the RNG state and the float buffers.
 public struct Checkpoint: Equatable, Sendable {
-    public static let formatVersion: UInt32 = 1
+    public static let formatVersion: UInt32 = 2
     static let magic: [UInt8] = Array("SKCK".utf8)
 
     public var layers: [Layer]
@@ -21,6 +21,10 @@ public struct Checkpoint: Equatable, Sendable {
     public var stepInEpoch: Int
     public var globalStep: Int
     public var optimizerStep: Int
+    /// The current epoch's running loss sum, rows and correct count (see `Trainer`).
+    public var epochLossSum: Double
+    public var epochRows: Int
+    public var epochCorrect: Int
     public var dropoutRNG: [UInt64]
     public var parameters: [Float]
     public var firstMoment: [Float]
@@ -38,6 +42,7 @@ public struct Checkpoint: Equatable, Sendable {
         w.write(loss.rawValue)
         w.write(optimizerKind.rawValue)
         w.write(UInt64(epoch)); w.write(UInt64(stepInEpoch)); w.write(UInt64(globalStep)); w.write(UInt64(optimizerStep))
+        w.write(epochLossSum); w.write(UInt64(epochRows)); w.write(UInt64(epochCorrect))
         for s in dropoutRNG { w.write(s) }
         parameters.withUnsafeBufferPointer { w.write(floats: $0) }
         firstMoment.withUnsafeBufferPointer { w.write(floats: $0) }
@@ -71,6 +76,9 @@ public struct Checkpoint: Equatable, Sendable {
                     let stepInEpoch = try r.read("stepInEpoch", as: UInt64.self)
                     let globalStep = try r.read("globalStep", as: UInt64.self)
                     let optimizerStep = try r.read("optimizerStep", as: UInt64.self)
+                    let epochLossSum = try r.readDouble("epochLossSum")
+                    let epochRows = try r.read("epochRows", as: UInt64.self)
+                    let epochCorrect = try r.read("epochCorrect", as: UInt64.self)
                     var rng = [UInt64]()
                     for _ in 0..<4 { rng.append(try r.read("rng", as: UInt64.self)) }
                     let params = try r.readFloats("parameters")
@@ -83,7 +91,8 @@ public struct Checkpoint: Equatable, Sendable {
                     guard let loss = Loss(rawValue: lossName) else { throw WireError.invalidValue(field: "loss", value: 0) }
                     guard let kind = OptimizerConfig.Kind(rawValue: optName) else { throw WireError.invalidValue(field: "optimizer", value: 0) }
                     return Checkpoint(layers: layers, loss: loss, optimizerKind: kind, epoch: Int(epoch), stepInEpoch: Int(stepInEpoch),
-                                      globalStep: Int(globalStep), optimizerStep: Int(optimizerStep), dropoutRNG: rng,
+                                      globalStep: Int(globalStep), optimizerStep: Int(optimizerStep), epochLossSum: epochLossSum,
+                                      epochRows: Int(epochRows), epochCorrect: Int(epochCorrect), dropoutRNG: rng,
                                       parameters: params, firstMoment: first, secondMoment: second)
                 }.get()
             }

@@ -21,6 +21,10 @@ public struct StepReport: Sendable {
     public var rows: Int
     /// True when this step finished an epoch.
     public var endedEpoch: Bool
+    /// When `endedEpoch`: the epoch's summed loss, rows and correct predictions (this rank's).
+    public var epochLossSum: Double = 0
+    public var epochRows: Int = 0
+    public var epochCorrect: Int = 0
 }
 
 /// Settings of a training run.
@@ -94,6 +98,11 @@ public final class Trainer {
     public private(set) var epoch = 0
     public private(set) var stepInEpoch = 0
     public private(set) var globalStep = 0
+    /// Running totals of the current epoch; part of a checkpoint, so an epoch's metrics are the
+    /// same whether or not it was interrupted.
+    private var epochLossSum = 0.0
+    private var epochRows = 0
+    private var epochCorrect = 0
     private var dropoutRNG: Xoshiro256
     private var order: [Int] = []
     private var orderEpoch = -1
@@ -162,11 +171,19 @@ public final class Trainer {
         if settings.clipNorm > 0 { Optimizer.clip(network.gradients, maxNorm: settings.clipNorm) }
         let lr = settings.schedule.rate(at: globalStep, base: settings.optimizer.learningRate, totalSteps: totalSteps)
         optimizer.update(parameters: network.parameters, gradients: network.gradients, lr: lr)
-        let report = StepReport(epoch: epoch, stepInEpoch: stepInEpoch, globalStep: globalStep, learningRate: lr,
+        epochLossSum += sum
+        epochRows += n
+        epochCorrect += correct
+        var report = StepReport(epoch: epoch, stepInEpoch: stepInEpoch, globalStep: globalStep, learningRate: lr,
                                 loss: n > 0 ? sum / Double(n) : 0, correct: correct, rows: n, endedEpoch: stepInEpoch + 1 == stepsPerEpoch)
         globalStep += 1
         stepInEpoch += 1
-        if stepInEpoch == stepsPerEpoch { stepInEpoch = 0; epoch += 1 }
+        if stepInEpoch == stepsPerEpoch {
+            report.epochLossSum = epochLossSum; report.epochRows = epochRows; report.epochCorrect = epochCorrect
+            epochLossSum = 0; epochRows = 0; epochCorrect = 0
+            stepInEpoch = 0
+            epoch += 1
+        }
         return report
     }
 
@@ -233,6 +250,7 @@ public final class Trainer {
     public func checkpoint() -> Checkpoint {
         Checkpoint(layers: network.layers, loss: loss, optimizerKind: settings.optimizer.kind, epoch: epoch,
                    stepInEpoch: stepInEpoch, globalStep: globalStep, optimizerStep: optimizer.step,
+                   epochLossSum: epochLossSum, epochRows: epochRows, epochCorrect: epochCorrect,
                    dropoutRNG: dropoutRNG.state, parameters: network.parameters.array,
                    firstMoment: optimizer.first.array, secondMoment: optimizer.second.array)
     }
@@ -255,5 +273,8 @@ public final class Trainer {
         epoch = c.epoch
         stepInEpoch = c.stepInEpoch
         globalStep = c.globalStep
+        epochLossSum = c.epochLossSum
+        epochRows = c.epochRows
+        epochCorrect = c.epochCorrect
     }
 }

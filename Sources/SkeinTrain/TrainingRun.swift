@@ -40,16 +40,31 @@ public final class TrainingRun {
         try trainer.restore(Checkpoint.read(from: path), path: path)
     }
 
+    /// When to hand a checkpoint to `run`'s `onCheckpoint` (for a trial's worker to upload):
+    /// every `steps` optimiser steps and/or every `seconds` of training, whichever comes first.
+    public struct CheckpointPolicy: Sendable {
+        public var steps: Int
+        public var seconds: Double
+        public init(steps: Int = 0, seconds: Double = 0) { self.steps = steps; self.seconds = seconds }
+    }
+
     /// Trains to the end (or until `shouldStop` says so between steps) and returns the last epoch's report.
+    /// With a `policy`, `onCheckpoint` receives the training state at those moments (the run's own
+    /// checkpoint files, from `config.checkpoint`, are written regardless).
     @discardableResult
-    public func run(shouldStop: () -> Bool = { false }, onEvent: (TrainingEvent) -> Void = { _ in }) throws -> EpochReport? {
+    public func run(shouldStop: () -> Bool = { false }, policy: CheckpointPolicy? = nil, onCheckpoint: (Checkpoint) -> Void = { _ in },
+                    onEvent: (TrainingEvent) -> Void = { _ in }) throws -> EpochReport? {
         var last: EpochReport?
-        var lossSum = 0.0, rows = 0, correct = 0
         var start = Date()
+        var lastCheckpoint = Date()
         while !trainer.isFinished {
             if shouldStop() { break }
+            if let policy, (policy.steps > 0 && trainer.globalStep > 0 && trainer.globalStep % policy.steps == 0 && trainer.stepInEpoch != 0)
+                || (policy.seconds > 0 && Date().timeIntervalSince(lastCheckpoint) >= policy.seconds) {
+                onCheckpoint(trainer.checkpoint())
+                lastCheckpoint = Date()
+            }
             let r = try trainer.step()
-            lossSum += r.loss * Double(r.rows); rows += r.rows; correct += r.correct
             if (r.globalStep + 1) % config.training.logEvery == 0 { onEvent(.step(r)) }
             if config.checkpoint.everySteps > 0, (r.globalStep + 1) % config.checkpoint.everySteps == 0, !r.endedEpoch {
                 try writeCheckpoint(onEvent)
@@ -57,14 +72,13 @@ public final class TrainingRun {
             if r.endedEpoch {
                 let isClassification = trainer.network.outputCount > 1 || trainer.loss == .softmaxCrossEntropy
                 let report = EpochReport(
-                    epoch: r.epoch + 1, trainLoss: lossSum / Double(max(rows, 1)),
-                    trainAccuracy: isClassification && trainer.loss == .softmaxCrossEntropy ? Double(correct) / Double(max(rows, 1)) : nil,
+                    epoch: r.epoch + 1, trainLoss: r.epochLossSum / Double(max(r.epochRows, 1)),
+                    trainAccuracy: isClassification && trainer.loss == .softmaxCrossEntropy ? Double(r.epochCorrect) / Double(max(r.epochRows, 1)) : nil,
                     validation: splits.validation.map { trainer.evaluate($0) },
                     test: splits.test.map { trainer.evaluate($0) },
                     seconds: Date().timeIntervalSince(start))
                 onEvent(.epoch(report))
                 last = report
-                lossSum = 0; rows = 0; correct = 0
                 if (r.epoch + 1) % max(config.checkpoint.everyEpochs, 1) == 0 || trainer.isFinished {
                     try writeCheckpoint(onEvent)
                 }

@@ -20,11 +20,13 @@ public enum ControlMessage: Equatable, Sendable {
     case queryResult(QueryResult)
     case submitSweep(SubmitSweep)
     case assignments(AssignmentBatch)
+    case checkpointUpload(CheckpointUpload)
+    case checkpointData(CheckpointData)
 
     /// Wire numbers; never renumber or reuse one.
     public enum Kind: UInt8, Sendable, CaseIterable {
         case hello = 1, challenge, welcome, refusal, heartbeat, heartbeatAck, workRequest, assignment,
-             noWork, metricBatch, trialFinished, ack, query, queryResult, submitSweep, assignments
+             noWork, metricBatch, trialFinished, ack, query, queryResult, submitSweep, assignments, checkpointUpload, checkpointData
     }
 
     public var kind: Kind {
@@ -45,6 +47,8 @@ public enum ControlMessage: Equatable, Sendable {
         case .queryResult: .queryResult
         case .submitSweep: .submitSweep
         case .assignments: .assignments
+        case .checkpointUpload: .checkpointUpload
+        case .checkpointData: .checkpointData
         }
     }
 
@@ -74,6 +78,8 @@ public enum ControlMessage: Equatable, Sendable {
         case let .queryResult(m): w.write(m)
         case let .submitSweep(m): w.write(m)
         case let .assignments(m): w.write(m)
+        case let .checkpointUpload(m): w.write(m)
+        case let .checkpointData(m): w.write(m)
         }
         w.patch(UInt32(w.bytes.count - Self.headerSize), at: 4)
         return w.bytes
@@ -114,6 +120,8 @@ public enum ControlMessage: Equatable, Sendable {
         case .queryResult: message = .queryResult(try r.read(QueryResult.self))
         case .submitSweep: message = .submitSweep(try r.read(SubmitSweep.self))
         case .assignments: message = .assignments(try r.read(AssignmentBatch.self))
+        case .checkpointUpload: message = .checkpointUpload(try r.read(CheckpointUpload.self))
+        case .checkpointData: message = .checkpointData(try r.read(CheckpointData.self))
         }
         if r.remaining != 0 { throw .trailingBytes(r.remaining) }
         return message

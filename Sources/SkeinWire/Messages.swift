@@ -312,3 +312,32 @@ public struct SubmitSweep: WireCodable {
         sourcePath = try r.readString("submitSweep.sourcePath")
     }
 }
+
+/// A checkpoint of a running attempt, sent to the coordinator, which stores it content-addressed
+/// next to the run store so any worker can resume the trial from it.
+public struct CheckpointUpload: WireCodable {
+    public var lease: Lease
+    public var step: Int64
+    public var bytes: [UInt8]
+    public init(lease: Lease, step: Int64, bytes: [UInt8]) { self.lease = lease; self.step = step; self.bytes = bytes }
+    public static let minimumEncodedSize = Lease.minimumEncodedSize + 8 + 4
+    public func encode(to w: inout ByteWriter) { w.write(lease); w.write(step); w.write(bytes) }
+    public init(from r: inout ByteReader) throws(WireError) {
+        lease = try r.read(Lease.self)
+        step = try r.read("checkpointUpload.step")
+        bytes = try r.readBytes("checkpointUpload.bytes")
+    }
+}
+
+/// A stored checkpoint, by content hash (the answer to a `checkpoint` query).
+public struct CheckpointData: WireCodable {
+    public var hash: String
+    public var bytes: [UInt8]
+    public init(hash: String, bytes: [UInt8]) { self.hash = hash; self.bytes = bytes }
+    public static let minimumEncodedSize = 8
+    public func encode(to w: inout ByteWriter) { w.write(hash); w.write(bytes) }
+    public init(from r: inout ByteReader) throws(WireError) {
+        hash = try r.readString("checkpointData.hash")
+        bytes = try r.readBytes("checkpointData.bytes")
+    }
+}

@@ -34,7 +34,8 @@ public struct TrialRunner: Sendable {
         self.workDirectory = workDirectory
     }
 
-    public func run(_ a: Assignment, metrics: MetricBuffer, stop: StopFlag) async -> TrialResult {
+    public func run(_ a: Assignment, metrics: MetricBuffer, stop: StopFlag, checkpoints: CheckpointOutbox = CheckpointOutbox(),
+                    resume: [UInt8]? = nil) async -> TrialResult {
         let spec: TrialSpec
         do {
             spec = try TrialSpec.decode(json: a.trialSpecJSON)
@@ -46,7 +47,7 @@ public struct TrialRunner: Sendable {
         case .noop:
             return noop(a, spec, metrics)
         case .builtin:
-            return await runOnThread { builtin(a, spec, metrics, stop, checkpointDir) }
+            return await runOnThread { builtin(a, spec, metrics, stop, checkpoints, resume) }
         case .command:
             return await CommandTrial(assignment: a, spec: spec, checkpointDir: checkpointDir).run(metrics: metrics, stop: stop)
         }
@@ -70,7 +71,8 @@ public struct TrialRunner: Sendable {
         }
     }
 
-    func builtin(_ a: Assignment, _ spec: TrialSpec, _ metrics: MetricBuffer, _ stop: StopFlag, _ checkpointDir: String) -> TrialResult {
+    func builtin(_ a: Assignment, _ spec: TrialSpec, _ metrics: MetricBuffer, _ stop: StopFlag, _ checkpoints: CheckpointOutbox,
+                 _ resume: [UInt8]?) -> TrialResult {
         func failed(_ e: String) -> TrialResult { TrialResult(outcome: .failed, objective: .nan, exitStatus: -1, error: e, logTail: "") }
         guard var config = spec.train else { return failed("builtin trial without a training config") }
         do {
@@ -85,11 +87,19 @@ public struct TrialRunner: Sendable {
         BLAS.setThreadCount(spec.blasThreads)
         let objectiveName = spec.objective
         var objective = Double.nan
+        var notes: [String] = []
         do {
             let splits = try DataCache.shared.splits(config.data, seed: config.seed)
             let run = try TrainingRun(config: config, splits: splits)
+            if let resume {
+                try run.trainer.restore(try Checkpoint.decode(resume, path: "checkpoint \(a.resumeFrom.prefix(12))"))
+                notes.append("[skein: resumed from checkpoint \(a.resumeFrom.prefix(12)) at step \(run.trainer.globalStep), epoch \(run.trainer.epoch)]")
+            }
             let now = { Date().timeIntervalSince1970 }
-            try run.run(shouldStop: { stop.isSet }, onEvent: { event in
+            let policy = TrainingRun.CheckpointPolicy(steps: spec.checkpointEverySteps, seconds: spec.checkpointEverySeconds)
+            try run.run(shouldStop: { stop.isSet }, policy: policy, onCheckpoint: { c in
+                checkpoints.offer(step: Int64(c.globalStep), bytes: c.encoded())
+            }, onEvent: { event in
                 switch event {
                 case let .step(r):
                     metrics.add(MetricPoint(name: "train_loss_step", step: Int64(r.globalStep + 1), value: r.loss, time: now()))
@@ -107,12 +117,19 @@ public struct TrialRunner: Sendable {
                     break
                 }
             })
+            if stop.reason == .draining && !run.trainer.isFinished {
+                // Hand the trial back with its latest state, so the next worker loses nothing.
+                let c = run.trainer.checkpoint()
+                checkpoints.offer(step: Int64(c.globalStep), bytes: c.encoded())
+                notes.append("[skein: handed back at step \(c.globalStep)]")
+            }
         } catch {
             return failed("\(error)")
         }
+        let tail = notes.joined(separator: "\n")
         switch stop.reason {
-        case .revoked: return TrialResult(outcome: .cancelled, objective: .nan, exitStatus: 0, error: "lease revoked", logTail: "")
-        case .draining: return TrialResult(outcome: .handedBack, objective: .nan, exitStatus: 0, error: "worker draining", logTail: "")
+        case .revoked: return TrialResult(outcome: .cancelled, objective: .nan, exitStatus: 0, error: "lease revoked", logTail: tail)
+        case .draining: return TrialResult(outcome: .handedBack, objective: .nan, exitStatus: 0, error: "worker draining", logTail: tail)
         case .timedOut: return failed("timed out")
         case .none: break
         }
@@ -120,8 +137,18 @@ public struct TrialRunner: Sendable {
             return failed("training finished but never produced the objective metric '\(objectiveName)' " +
                           "(built-in metrics: train_loss, train_accuracy, val_loss, val_accuracy, test_loss, test_accuracy)")
         }
-        return TrialResult(outcome: .completed, objective: objective, exitStatus: 0, error: "", logTail: "")
+        return TrialResult(outcome: .completed, objective: objective, exitStatus: 0, error: "", logTail: tail)
     }
+}
+
+/// The latest checkpoint a trial produced that is not yet uploaded. Training offers without
+/// waiting; the worker uploads in the background. Only the newest matters, so an older
+/// pending one is replaced (memory stays at one checkpoint per attempt).
+public final class CheckpointOutbox: Sendable {
+    private let pending = Mutex<(step: Int64, bytes: [UInt8])?>(nil)
+    public init() {}
+    public func offer(step: Int64, bytes: [UInt8]) { pending.withLock { $0 = (step, bytes) } }
+    public func take() -> (step: Int64, bytes: [UInt8])? { pending.withLock { p in defer { p = nil }; return p } }
 }
 
 /// Data sets loaded once per worker process and shared by its trials.

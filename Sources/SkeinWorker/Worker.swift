@@ -181,15 +181,18 @@ public final class Worker: Sendable {
     func runAttempt(_ a: Assignment, stop: StopFlag) async {
         if isDraining { stop.stop(.draining) }
         let metrics = MetricBuffer()
+        let checkpoints = CheckpointOutbox()
         log.info("running \(a.sweepName) trial \(a.trialNumber) (\(a.lease)) \(a.parametersJSON)")
+        let resume = a.resumeFrom.isEmpty ? nil : await fetchCheckpoint(a.resumeFrom)
         let result: TrialResult = await withTaskGroup(of: TrialResult?.self) { group in
-            group.addTask { await self.runner.run(a, metrics: metrics, stop: stop) }
+            group.addTask { await self.runner.run(a, metrics: metrics, stop: stop, checkpoints: checkpoints, resume: resume) }
             group.addTask {
-                // Flush metrics while the trial runs; a refusal means the lease is gone.
+                // Flush metrics and checkpoints while the trial runs; a refusal means the lease is gone.
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .milliseconds(100))
                     if Task.isCancelled { break }
                     if !(await self.flush(metrics, a.lease, keep: 0)) { stop.stop(.revoked) }
+                    if !(await self.upload(checkpoints, a.lease)) { stop.stop(.revoked) }
                 }
                 return nil
             }
@@ -197,6 +200,8 @@ public final class Worker: Sendable {
             group.cancelAll()
             return r
         }
+        // A final checkpoint (handing back) must be stored before the trial is handed back.
+        _ = await upload(checkpoints, a.lease)
         // What is left beyond one message's worth goes first; the rest rides on the result.
         _ = await flush(metrics, a.lease, keep: Self.pointsWithResult)
         var tail = result.logTail
@@ -225,6 +230,37 @@ public final class Worker: Sendable {
 
     /// Metric points sent inside the final result message.
     static let pointsWithResult = 1_000
+
+    /// Uploads the pending checkpoint, if any; false if the coordinator refused it (stale lease).
+    func upload(_ outbox: CheckpointOutbox, _ lease: Lease) async -> Bool {
+        guard let c = outbox.take() else { return true }
+        do {
+            _ = try await client.call(.checkpointUpload(CheckpointUpload(lease: lease, step: c.step, bytes: c.bytes)), timeout: .seconds(30))
+            log.debug("\(lease): checkpoint at step \(c.step) stored")
+            return true
+        } catch ControlError.refused(.staleLease, _) {
+            return false
+        } catch {
+            log.warning("\(lease): checkpoint at step \(c.step) not stored: \(error)")
+            return true
+        }
+    }
+
+    /// The bytes of a stored checkpoint; nil (start from step 0) if it cannot be had.
+    func fetchCheckpoint(_ hash: String) async -> [UInt8]? {
+        for _ in 0..<5 {
+            do {
+                let id = try await sessionID()
+                let reply = try await client.call(.query(Query(session: id, kind: "checkpoint", argument: hash)), timeout: .seconds(30))
+                if case let .checkpointData(d) = reply { return d.bytes }
+            } catch {
+                log.warning("fetching checkpoint \(hash.prefix(12)): \(error)")
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+        }
+        log.warning("checkpoint \(hash.prefix(12)) unavailable: starting the trial from step 0")
+        return nil
+    }
 
     /// Sends buffered metrics; false if the coordinator refused them (stale lease).
     func flush(_ metrics: MetricBuffer, _ lease: Lease, keep: Int) async -> Bool {

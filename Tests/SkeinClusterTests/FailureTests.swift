@@ -130,4 +130,67 @@ struct FailureTests {
         }
         throw ClusterError("sweep \(name) did not finish after the restart:\n\(coordinator.log.suffix(3000))")
     }
+
+    static let checkpointedSweep = """
+        name: ckpt
+        seed: 21
+        objective: {metric: val_accuracy, direction: maximize}
+        budget: {max_trials: 1}
+        trial:
+          kind: builtin
+          checkpoint: {every_steps: 10}
+          train:
+            data: {dataset: fashion-mnist, limit: 4000, validation_fraction: 0.1}
+            model: {kind: mlp, hidden: [64, 32], dropout: 0.1}
+            training: {epochs: 4, batch_size: 32, optimizer: {name: adamw, lr: 0.002}, log_every: 20}
+        search:
+          method: random
+          parameters:
+            lr: {loguniform: [0.001, 0.003]}
+        """
+
+    @Test("kill -9 a worker mid-trial: the trial resumes from its checkpoint elsewhere and ends bitwise equal to a fault-free run")
+    func resumeFromCheckpoint() async throws {
+        // Fault-free reference.
+        let clean = try await LocalCluster()
+        try clean.addWorker("clean")
+        try await clean.submit(Self.checkpointedSweep, name: "ckpt")
+        let cleanSweep = try await clean.waitForSweep("ckpt", timeout: .seconds(180))
+        let reference = try #require(try clean.store.trials(sweepID: cleanSweep.id).first)
+        let referenceLoss = try clean.store.series(trialID: reference.id, name: "train_loss", steps: nil)
+        clean.stop()
+
+        let cluster = try await LocalCluster()
+        defer { cluster.stop() }
+        let victim = try cluster.addWorker("victim")
+        try await cluster.submit(Self.checkpointedSweep, name: "ckpt")
+        let store = try cluster.store
+        let deadline = ContinuousClock.now + .seconds(120)
+        // Kill once a checkpoint beyond the first epoch is stored.
+        var killedAt: Int64 = 0
+        while killedAt == 0 {
+            guard ContinuousClock.now < deadline else { Issue.record("no checkpoint appeared"); return }
+            if let sweep = try store.sweep(named: "ckpt"), let t = try store.trials(sweepID: sweep.id).first,
+               let c = try store.latestCheckpoint(trialID: t.id), c.step >= 150 {
+                victim.kill(SIGKILL)
+                killedAt = c.step
+            } else {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        try cluster.addWorker("rescuer")
+        let sweep = try await cluster.waitForSweep("ckpt", timeout: .seconds(180))
+        let t = try #require(try store.trials(sweepID: sweep.id).first)
+        #expect(t.status == .completed && t.attempt == 2 && t.worker?.hasPrefix("rescuer-") == true)
+        // It resumed from a checkpoint at or after the one seen before the kill, not from step 0.
+        let note = try #require(t.logTail)
+        let resumedStep = Int64(note.split(separator: " ").drop { $0 != "step" }.dropFirst().first?.filter(\.isNumber) ?? "") ?? 0
+        #expect(note.contains("resumed from checkpoint"), "\(note)")
+        #expect(resumedStep >= killedAt, "resumed at \(resumedStep), checkpoint seen at \(killedAt)")
+        // And ended exactly where the fault-free run did.
+        #expect(t.objective == reference.objective, "objective \(String(describing: t.objective)) vs \(String(describing: reference.objective))")
+        #expect(try store.series(trialID: t.id, name: "train_loss", steps: nil).map(\.value) == referenceLoss.map(\.value))
+        #expect(try store.series(trialID: t.id, name: "val_accuracy", steps: nil).map(\.value)
+                == clean.store.series(trialID: reference.id, name: "val_accuracy", steps: nil).map(\.value))
+    }
 }

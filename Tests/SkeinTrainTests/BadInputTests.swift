@@ -124,8 +124,8 @@ struct BadInputTests {
             try Checkpoint.decode(Array(good.prefix(good.count - 100)), path: path)
         }
         var v2 = good
-        v2[4] = 2
-        #expect(throws: TrainError.checkpoint(path: path, reason: "format version 2, this build reads version 1")) {
+        v2[4] = 9
+        #expect(throws: TrainError.checkpoint(path: path, reason: "format version 9, this build reads version 2")) {
             try Checkpoint.decode(v2, path: path)
         }
         #expect(throws: TrainError.checkpoint(path: path, reason: "not a Skein checkpoint (bad magic)")) {

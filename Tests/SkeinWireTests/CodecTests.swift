@@ -25,6 +25,8 @@ let samples: [ControlMessage] = [
     .assignments(AssignmentBatch([Assignment(lease: Lease(trialID: 6, attempt: 2), sweepName: "s", trialNumber: 1, seed: 3,
                                              parametersJSON: "{}", trialSpecJSON: "{}")])),
     .ack(Ack()),
+    .checkpointUpload(CheckpointUpload(lease: Lease(trialID: 4, attempt: 2), step: 120, bytes: [1, 2, 3, 4])),
+    .checkpointData(CheckpointData(hash: "ab12", bytes: [9, 8])),
     .query(Query(session: "w-7", kind: "leaderboard", argument: "fmnist")),
     .queryResult(QueryResult(json: "[]")),
     .submitSweep(SubmitSweep(session: "c-1", configYAML: "name: x\n", sourcePath: "configs/x.yaml")),
@@ -104,7 +106,7 @@ struct CodecTests {
                 bytes = (0..<Int.random(in: 0..<96, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
                 if i % 8 == 0, bytes.count >= 8 {
                     bytes[0] = 0x53; bytes[1] = 0x4B; bytes[2] = Wire.protocolVersion
-                    bytes[3] = UInt8.random(in: 1...16, using: &rng)
+                    bytes[3] = UInt8.random(in: 1...18, using: &rng)
                     let n = UInt32(bytes.count - 8)
                     bytes[4] = UInt8(n & 0xFF); bytes[5] = UInt8(n >> 8); bytes[6] = 0; bytes[7] = 0
                 }
