@@ -66,36 +66,79 @@ public actor Coordinator {
     /// Loads every unfinished sweep from the store: its queued trials go back in the queue, its
     /// running attempts wait `adoptionGrace` for their workers to report in.
     public func recover() throws {
+        for sweep in try store.sweeps() where sweep.status == .running { try load(sweep) }
+        try store.appendEvent(.coordinatorStarted, sweepID: nil, trialID: nil, attempt: nil, workerID: nil, detail: "coordinator started")
+    }
+
+    /// Schedules a sweep the store holds: queued trials go back in the queue, running attempts
+    /// wait `adoptionGrace` for their workers to report in.
+    private func load(_ sweep: SweepRecord) throws {
         let t = now()
-        for sweep in try store.sweeps() where sweep.status == .running {
-            let config: SweepConfig
-            do {
-                config = try SweepConfig.parse(yaml: sweep.configText, file: "sweep \(sweep.name) (stored config)")
-            } catch {
-                log.error("cannot resume sweep \(sweep.name): \(error)")
-                try store.setSweepStatus(sweep.id, .failed)
-                continue
-            }
-            let trials = try store.trials(sweepID: sweep.id)
-            var queued: [Int: Int64] = [:]
-            var runningCount = 0
-            for trial in trials {
-                switch trial.status {
-                case .queued: queued[trial.number] = trial.id
-                case .running:
-                    runningCount += 1
+        var config: SweepConfig
+        do {
+            config = try SweepConfig.parse(yaml: sweep.configText, file: "sweep \(sweep.name) (stored config)")
+        } catch {
+            log.error("cannot resume sweep \(sweep.name): \(error)")
+            try store.setSweepStatus(sweep.id, .failed)
+            return
+        }
+        if let n = sweep.maxTrialsOverride { config.budget.maxTrials = n }
+        let trials = try store.trials(sweepID: sweep.id)
+        var queued: [Int: Int64] = [:]
+        var runningCount = 0
+        for trial in trials {
+            switch trial.status {
+            case .queued: queued[trial.number] = trial.id
+            case .running:
+                runningCount += 1
+                if running[trial.id] == nil {
                     running[trial.id] = Running(lease: Lease(trialID: trial.id, attempt: UInt32(trial.attempt)), sweepID: sweep.id,
                                                 number: trial.number, worker: nil, adoptBy: t + settings.adoptionGrace)
-                default: break
                 }
+            default: break
             }
-            scheduler.add(id: sweep.id, config: config, searcher: try config.makeSearcher(), startedAt: sweep.createdAt,
-                          created: (trials.map(\.number).max() ?? -1) + 1, queued: queued, running: runningCount)
-            try store.appendEvent(.resumed, sweepID: sweep.id, trialID: nil, attempt: nil, workerID: nil,
-                                  detail: "coordinator resumed sweep: \(trials.count) trials, \(queued.count) queued, \(runningCount) running")
-            log.info("resumed sweep \(sweep.name): \(trials.count) trials, \(queued.count) queued, \(runningCount) awaiting their workers")
         }
-        try store.appendEvent(.coordinatorStarted, sweepID: nil, trialID: nil, attempt: nil, workerID: nil, detail: "coordinator started")
+        scheduler.remove(sweep.id)
+        scheduler.add(id: sweep.id, config: config, searcher: try config.makeSearcher(), startedAt: sweep.createdAt,
+                      created: (trials.map(\.number).max() ?? -1) + 1, queued: queued, running: runningCount)
+        try store.appendEvent(.resumed, sweepID: sweep.id, trialID: nil, attempt: nil, workerID: nil,
+                              detail: "sweep scheduled from the store: \(trials.count) trials, \(queued.count) queued, \(runningCount) running")
+        log.info("resumed sweep \(sweep.name): \(trials.count) trials, \(queued.count) queued, \(runningCount) awaiting their workers")
+    }
+
+    /// `skein sweep resume`: schedules a finished or cancelled sweep again (trials not yet run
+    /// are created up to its budget); with `retryFailed`, failed trials are queued again.
+    public func resume(sweepName: String, retryFailed: Bool) throws -> [String: Any] {
+        guard var sweep = try store.sweep(named: sweepName) else { throw StoreError.notFound("sweep \(sweepName)") }
+        var retried = 0
+        if retryFailed {
+            for trial in try store.trials(sweepID: sweep.id) where trial.status == .failed {
+                try store.requeueFailed(trialID: trial.id)
+                retried += 1
+            }
+        }
+        if sweep.status != .running { try store.setSweepStatus(sweep.id, .running) }
+        sweep = try store.sweep(id: sweep.id)!
+        try load(sweep)
+        try finishSweepIfDone(sweep.id, now: now())
+        return ["sweep": sweepName, "retried": retried, "status": try store.sweep(id: sweep.id)!.status.rawValue]
+    }
+
+    /// `skein sweep extend`: raises the trial budget and schedules the new trials.
+    public func extend(sweepName: String, maxTrials: Int) throws -> [String: Any] {
+        guard let sweep = try store.sweep(named: sweepName) else { throw StoreError.notFound("sweep \(sweepName)") }
+        try store.setMaxTrials(sweep.id, maxTrials)
+        return try resume(sweepName: sweepName, retryFailed: false).merging(["max_trials": maxTrials]) { a, _ in a }
+    }
+
+    /// `skein trial retry`: queues one failed trial again.
+    public func retry(sweepName: String, trialNumber: Int) throws -> [String: Any] {
+        guard let sweep = try store.sweep(named: sweepName) else { throw StoreError.notFound("sweep \(sweepName)") }
+        guard let trial = try store.trials(sweepID: sweep.id).first(where: { $0.number == trialNumber }) else {
+            throw StoreError.notFound("trial \(trialNumber) of sweep \(sweepName)")
+        }
+        try store.requeueFailed(trialID: trial.id)
+        return try resume(sweepName: sweepName, retryFailed: false).merging(["trial": trialNumber]) { a, _ in a }
     }
 
     // MARK: Messages
@@ -106,7 +149,7 @@ public actor Coordinator {
             return try dispatch(message)
         } catch let e as StoreError {
             log.error("store: \(e)")
-            return .refusal(Refusal(.other, "run store error: \(e)"))
+            return .refusal(Refusal(.other, "\(e)"))
         } catch {
             log.error("\(error)")
             return .refusal(Refusal(.other, "\(error)"))
@@ -426,6 +469,18 @@ public actor Coordinator {
             }
         case "cancel":
             result = ["cancelled": try cancel(sweepName: q.argument)]
+        case "resume":
+            result = try resume(sweepName: q.argument, retryFailed: false)
+        case "resume-retry-failed":
+            result = try resume(sweepName: q.argument, retryFailed: true)
+        case "extend":
+            let parts = q.argument.split(separator: " ")
+            guard parts.count == 2, let n = Int(parts[1]) else { return .refusal(Refusal(.malformed, "extend needs SWEEP N")) }
+            result = try extend(sweepName: String(parts[0]), maxTrials: n)
+        case "retry":
+            let parts = q.argument.split(separator: " ")
+            guard parts.count == 2, let n = Int(parts[1]) else { return .refusal(Refusal(.malformed, "retry needs SWEEP TRIAL")) }
+            result = try retry(sweepName: String(parts[0]), trialNumber: n)
         case "checkpoint":
             guard let bytes = try store.checkpointBytes(hash: q.argument) else {
                 return .refusal(Refusal(.other, "no checkpoint \(q.argument)"))

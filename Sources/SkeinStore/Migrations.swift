@@ -107,6 +107,10 @@ enum Migrations {
                 BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
                 """)
         }
+        m.registerMigration("v2-budget-override") { db in
+            // `skein sweep extend` raises a sweep's trial budget without editing its stored config.
+            try db.execute(sql: "ALTER TABLE sweeps ADD COLUMN max_trials_override INTEGER")
+        }
         return m
     }
 }

@@ -50,6 +50,8 @@ public struct SweepRecord: Sendable, Equatable, Codable {
     public var finishedAt: Double?
     /// Opaque searcher state, saved so a restarted coordinator continues the search exactly.
     public var searcherState: Data?
+    /// A trial budget set by `skein sweep extend`, replacing the config's `budget.max_trials`.
+    public var maxTrialsOverride: Int?
 }
 
 /// A trial to create: its number within the sweep, its parameters (JSON object text) and seed.

@@ -24,6 +24,8 @@ public protocol RunStore: Sendable {
     func sweeps() throws(StoreError) -> [SweepRecord]
     func setSweepStatus(_ id: Int64, _ status: SweepStatus) throws(StoreError)
     func saveSearcherState(_ id: Int64, _ state: Data) throws(StoreError)
+    /// Sets the sweep's trial budget (`skein sweep extend`).
+    func setMaxTrials(_ id: Int64, _ maxTrials: Int) throws(StoreError)
 
     // Trials
     /// Creates a queued trial; `.conflict` if the sweep already has that trial number.

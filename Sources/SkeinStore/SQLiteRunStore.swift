@@ -145,12 +145,19 @@ public final class SQLiteRunStore: RunStore {
         }
     }
 
+    public func setMaxTrials(_ id: Int64, _ maxTrials: Int) throws(StoreError) {
+        try write("set trial budget") { db in
+            try db.execute(sql: "UPDATE sweeps SET max_trials_override = ?, updated_at = ? WHERE id = ?", arguments: [maxTrials, now(), id])
+            if db.changesCount == 0 { throw StoreError.notFound("sweep \(id)") }
+        }
+    }
+
     static func sweep(_ r: Row) -> SweepRecord {
         SweepRecord(id: r["id"], name: r["name"], configText: r["config_text"], configHash: r["config_hash"],
                     seed: UInt64(bitPattern: r["seed"]), codeVersion: r["code_version"], datasetHash: r["dataset_hash"],
                     objectiveMetric: r["objective_metric"], direction: ObjectiveDirection(rawValue: r["objective_direction"]) ?? .minimize,
                     status: SweepStatus(rawValue: r["status"]) ?? .running, createdAt: r["created_at"], updatedAt: r["updated_at"],
-                    finishedAt: r["finished_at"], searcherState: r["searcher_state"])
+                    finishedAt: r["finished_at"], searcherState: r["searcher_state"], maxTrialsOverride: r["max_trials_override"])
     }
 
     // MARK: Trials

@@ -9,8 +9,9 @@ import Synchronization
 /// - Arguments: the spec's argument vector with `{name}` replaced by parameter `name`
 ///   (executed directly, never through a shell).
 /// - Environment: `SKEIN_TRIAL_ID`, `SKEIN_TRIAL_NUMBER`, `SKEIN_ATTEMPT`, `SKEIN_SEED`,
-///   `SKEIN_PARAMS` (JSON object), `SKEIN_CHECKPOINT_DIR` (created), `SKEIN_RESUME_FROM`
-///   (a checkpoint path, or empty), plus the spec's `env`.
+///   `SKEIN_PARAMS` (JSON object), `SKEIN_CHECKPOINT_DIR` (created; per sweep and trial under
+///   the worker's directory), `SKEIN_RESUME_FROM` (the newest file a previous attempt left in
+///   that directory, or empty), plus the spec's `env`.
 /// - Metrics: one JSON object per stdout line, e.g. `{"step": 3, "loss": 0.41, "accuracy": 0.88}`;
 ///   every numeric field except `step` is a metric at that step (`step` defaults to the line
 ///   count). Other lines are ignored.
@@ -48,7 +49,7 @@ struct CommandTrial {
         env["SKEIN_SEED"] = String(assignment.seed)
         env["SKEIN_PARAMS"] = assignment.parametersJSON
         env["SKEIN_CHECKPOINT_DIR"] = checkpointDir
-        env["SKEIN_RESUME_FROM"] = assignment.resumeFrom
+        env["SKEIN_RESUME_FROM"] = Self.newestFile(in: checkpointDir) ?? ""
         p.environment = env
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
@@ -108,6 +109,19 @@ struct CommandTrial {
             return TrialResult(outcome: .completed, objective: .nan, exitStatus: 0, error: "", logTail: tail.isEmpty ? note : tail + "\n" + note)
         }
         return TrialResult(outcome: .completed, objective: objective, exitStatus: 0, error: "", logTail: tail)
+    }
+
+    /// The most recently modified regular file in `dir` (ignoring temporary `*.tmp` files).
+    static func newestFile(in dir: String) -> String? {
+        let fm = FileManager.default
+        guard let names = try? fm.contentsOfDirectory(atPath: dir) else { return nil }
+        return names.filter { !$0.hasSuffix(".tmp") }.map { "\(dir)/\($0)" }
+            .compactMap { path -> (String, Date)? in
+                guard let a = try? fm.attributesOfItem(atPath: path), a[.type] as? FileAttributeType == .typeRegular,
+                      let d = a[.modificationDate] as? Date else { return nil }
+                return (path, d)
+            }
+            .max { $0.1 < $1.1 }?.0
     }
 
     static func which(_ name: String) -> String? {

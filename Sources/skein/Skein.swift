@@ -7,7 +7,7 @@ struct Skein: AsyncParsableCommand {
         commandName: "skein",
         abstract: "Distributed hyperparameter sweeps and data-parallel training.",
         subcommands: [
-            SweepCommand.self, CoordinatorCommand.self, WorkerCommand.self, Status.self, Workers.self, Leaderboard.self,
+            SweepCommand.self, CoordinatorCommand.self, WorkerCommand.self, Status.self, Workers.self, Leaderboard.self, TrialCommand.self,
             Export.self, Train.self,
         ]
     )

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SkeinReport
 import SkeinStore
+import SkeinTransport
 import SkeinWire
 
 /// Asks the coordinator, returning the JSON answer.
@@ -11,6 +12,8 @@ func ask(_ cluster: ClusterOptions, _ kind: String, _ argument: String = "") asy
     let reply: ControlMessage
     do {
         reply = try await client.call(.query(Query(session: session, kind: kind, argument: argument)))
+    } catch let ControlError.refused(_, detail) {
+        throw CLIError(detail)
     } catch {
         throw CLIError("\(cluster.coordinator ?? ""): \(error)")
     }
@@ -112,5 +115,29 @@ struct Leaderboard: AsyncParsableCommand {
         let s = try sweepNamed(sweep, store)
         let board = try cli { () throws(StoreError) in try store.leaderboard(sweepID: s.id, top: top) }
         print(Report.leaderboard(board, sweep: s, format: format.value), terminator: "")
+    }
+}
+
+/// Sends a command to the coordinator (default: the run directory's address) and returns its JSON answer as text.
+func command(_ cluster: ClusterOptions, _ kind: String, _ argument: String) async throws -> String {
+    var opts = cluster
+    if opts.coordinator == nil { opts.coordinator = Defaults.address(runDirectory: opts.runDirectory) }
+    let answer = try await ask(opts, kind, argument)
+    let data = try JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys, .fragmentsAllowed])
+    return String(decoding: data, as: UTF8.self)
+}
+
+/// `skein trial retry SWEEP TRIAL`
+struct TrialCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "trial", abstract: "Act on one trial.", subcommands: [Retry.self])
+
+    struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Queue a failed trial again (asks the coordinator).")
+        @Argument(help: "Sweep name.") var sweep: String
+        @Argument(help: "Trial number.") var trial: Int
+        @OptionGroup var cluster: ClusterOptions
+        func run() async throws {
+            print(try await command(cluster, "retry", "\(sweep) \(trial)"))
+        }
     }
 }

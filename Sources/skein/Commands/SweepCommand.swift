@@ -11,7 +11,8 @@ import SkeinWire
 /// `skein sweep …`
 struct SweepCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "sweep", abstract: "Launch or cancel sweeps.", subcommands: [Launch.self, Cancel.self])
+        commandName: "sweep", abstract: "Launch, cancel, resume or extend sweeps.",
+        subcommands: [Launch.self, Cancel.self, Resume.self, Extend.self])
 
     struct Launch: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -132,6 +133,27 @@ struct SweepCommand: AsyncParsableCommand {
             print("")
             print(Report.leaderboard(board, sweep: s.sweep, format: .table), terminator: "")
             print("\nstore: \(storePath)\n  skein leaderboard \(cfg.name) --store \(storePath) --format md")
+        }
+    }
+
+    struct Resume: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Schedule a sweep again (asks the coordinator): unfinished trials run, and with --retry-failed failed ones too.")
+        @Argument(help: "Sweep name.") var sweep: String
+        @Flag(help: "Queue failed trials again.") var retryFailed = false
+        @OptionGroup var cluster: ClusterOptions
+        func run() async throws {
+            print(try await command(cluster, retryFailed ? "resume-retry-failed" : "resume", sweep))
+        }
+    }
+
+    struct Extend: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Raise a sweep's trial budget; the new trials start at once.")
+        @Argument(help: "Sweep name.") var sweep: String
+        @Option(help: "The new total number of trials.") var maxTrials: Int
+        @OptionGroup var cluster: ClusterOptions
+        func run() async throws {
+            print(try await command(cluster, "extend", "\(sweep) \(maxTrials)"))
         }
     }
 
