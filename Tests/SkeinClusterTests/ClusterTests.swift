@@ -261,3 +261,57 @@ enum RawTCP {
         _ = junk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 }
+
+@Suite("A person acts on sweeps (real processes)", .serialized)
+struct OperatorTests {
+    func run(_ cluster: LocalCluster, _ args: [String]) async throws -> String {
+        let p = try ChildProcess("skein", args + ["--coordinator", cluster.address, "--token-file", "\(cluster.dir)/token"])
+        let status = try await p.waitForExit()
+        guard status == 0 else { throw ClusterError("skein \(args) exited \(status): \(p.log)") }
+        return p.output.joined(separator: "\n")
+    }
+
+    @Test("sweep extend adds trials to a finished sweep; trial retry and sweep resume --retry-failed rerun failed trials")
+    func extendRetryResume() async throws {
+        let cluster = try await LocalCluster()
+        defer { cluster.stop() }
+        try cluster.addWorker("op", slots: 2)
+        try await cluster.submit(noopSweep("grow", trials: 5), name: "grow")
+        _ = try await cluster.waitForSweep("grow")
+        _ = try await run(cluster, ["sweep", "extend", "grow", "--max-trials", "8"])
+        let grown = try await cluster.waitForSweep("grow")
+        let trials = try cluster.store.trials(sweepID: grown.id)
+        #expect(grown.status == .completed && trials.count == 8 && trials.allSatisfy { $0.status == .completed && $0.attempt == 1 })
+        // Parameters of trials 5-7 are what an 8-trial sweep would have had from the start.
+        let fresh = try await LocalCluster()
+        defer { fresh.stop() }
+        try fresh.addWorker("f", slots: 2)
+        try await fresh.submit(noopSweep("grow", trials: 8), name: "grow")
+        let reference = try fresh.store.trials(sweepID: try await fresh.waitForSweep("grow").id)
+        #expect(trials.map(\.parametersJSON) == reference.map(\.parametersJSON))
+
+        // A trial that fails on its first attempt only.
+        try await cluster.submit("""
+            name: flaky
+            objective: {metric: loss, direction: minimize}
+            trial:
+              kind: command
+              command: [python3, -c, "import os, sys, json; a = int(os.environ['SKEIN_ATTEMPT']); sys.exit(2) if a == 1 else print(json.dumps({'loss': {x}}))"]
+            search:
+              method: grid
+              parameters:
+                x: {values: [1, 2, 3]}
+            """, name: "flaky")
+        var flaky = try await cluster.waitForSweep("flaky")
+        #expect(try cluster.store.trials(sweepID: flaky.id).allSatisfy { $0.status == .failed && $0.attempt == 1 })
+        _ = try await run(cluster, ["trial", "retry", "flaky", "1"])
+        flaky = try await cluster.waitForSweep("flaky")
+        var states = try cluster.store.trials(sweepID: flaky.id).map { ($0.number, $0.status, $0.attempt) }
+        #expect(states.map(\.1) == [.failed, .completed, .failed] && states[1].2 == 2)
+        _ = try await run(cluster, ["sweep", "resume", "flaky", "--retry-failed"])
+        flaky = try await cluster.waitForSweep("flaky")
+        states = try cluster.store.trials(sweepID: flaky.id).map { ($0.number, $0.status, $0.attempt) }
+        #expect(states.allSatisfy { $0.1 == .completed && $0.2 == 2 }, "\(states)")
+        #expect(flaky.status == .completed)
+    }
+}
