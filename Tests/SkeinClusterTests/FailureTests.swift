@@ -193,4 +193,32 @@ struct FailureTests {
         #expect(try store.series(trialID: t.id, name: "val_accuracy", steps: nil).map(\.value)
                 == clean.store.series(trialID: reference.id, name: "val_accuracy", steps: nil).map(\.value))
     }
+
+    @Test("SIGTERM drains a worker: its trial is checkpointed, handed back, and resumed elsewhere from there")
+    func gracefulHandBack() async throws {
+        let cluster = try await LocalCluster()
+        defer { cluster.stop() }
+        let leaver = try cluster.addWorker("leaver")
+        try await cluster.submit(Self.checkpointedSweep, name: "ckpt")
+        let store = try cluster.store
+        let deadline = ContinuousClock.now + .seconds(120)
+        while true {
+            guard ContinuousClock.now < deadline else { Issue.record("no checkpoint appeared"); return }
+            if let sweep = try store.sweep(named: "ckpt"), let t = try store.trials(sweepID: sweep.id).first,
+               let c = try store.latestCheckpoint(trialID: t.id), c.step >= 40 { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        leaver.kill(SIGTERM)
+        #expect(try await leaver.waitForExit(timeout: .seconds(30)) == 0, "\(leaver.log.suffix(2000))")
+        let events = try store.events(sweepID: nil, limit: 200)
+        let handBack = try #require(events.first { $0.kind == .leaseRevoked })
+        #expect(handBack.detail.contains("handed back"))
+        let handedAt = try #require(try store.latestCheckpoint(trialID: handBack.trialID!)).step
+        try cluster.addWorker("taker")
+        let sweep = try await cluster.waitForSweep("ckpt", timeout: .seconds(180))
+        let t = try #require(try store.trials(sweepID: sweep.id).first)
+        #expect(t.status == .completed && t.attempt == 2 && t.worker?.hasPrefix("taker-") == true)
+        #expect(t.logTail?.contains("resumed from checkpoint") == true && t.logTail?.contains("at step \(handedAt)") == true,
+                "\(t.logTail ?? "")")
+    }
 }
