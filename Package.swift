@@ -35,6 +35,8 @@ let package = Package(
         .target(name: "SkeinTensor", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "SkeinTrain", dependencies: ["SkeinTensor", "SkeinRandom", "SkeinWire", "CZlib"]),
         .target(name: "SkeinSearch", dependencies: ["SkeinRandom"]),
+        // Allreduce/broadcast among the ranks of a data-parallel group, peer to peer.
+        .target(name: "SkeinCollective", dependencies: ["SkeinTransport", "SkeinWire", "SkeinTensor"], exclude: ["README.md"]),
         .target(name: "SkeinStore", dependencies: [
             .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Crypto", package: "swift-crypto"),
         ]),
@@ -56,7 +58,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // A small peer process the transport tests start, so round trips cross real process boundaries.
-        .executableTarget(name: "skein-testpeer", dependencies: ["SkeinTransport", "SkeinStore"]),
+        .executableTarget(name: "skein-testpeer", dependencies: ["SkeinTransport", "SkeinStore", "SkeinCollective", "SkeinTensor"]),
 
         .testTarget(name: "SkeinWireTests", dependencies: ["SkeinWire"]),
         .testTarget(name: "SkeinStoreTests", dependencies: ["SkeinStore", "SkeinTestSupport", "skein-testpeer",
@@ -64,6 +66,7 @@ let package = Package(
         .testTarget(name: "SkeinCoordinatorTests", dependencies: ["SkeinCoordinator", "SkeinConfig", "SkeinSearch", "SkeinWire", "SkeinTrain"]),
         // Real coordinator and worker processes over real nng sockets.
         .testTarget(name: "SkeinClusterTests", dependencies: ["skein", "SkeinStore", "SkeinTestSupport", "SkeinTransport", "SkeinWire"]),
+        .testTarget(name: "SkeinCollectiveTests", dependencies: ["SkeinCollective", "SkeinTestSupport", "skein-testpeer"]),
         .testTarget(name: "SkeinTrainTests", dependencies: ["SkeinTrain", "SkeinTensor", "SkeinRandom", "SkeinTestSupport"]),
         // Helpers for multi-process tests: start built executables, unique addresses and paths.
         .target(name: "SkeinTestSupport", path: "Tests/Support"),

@@ -8,12 +8,19 @@
 //   skein-testpeer store-ingest PATH                        write metric batches (and a finished
 //                                                           trial per batch) forever, printing
 //                                                           "committed K" after each commit
+//   skein-testpeer allreduce RANK WORLD BASE LENGTH REPEATS [TIMEOUT_MS]
+//                                                           rank RANK of a ring on BASE-<r>.ipc (or
+//                                                           tcp://127.0.0.1:<BASE+r> if BASE is a
+//                                                           number); prints "result SHA256" and
+//                                                           "value I V" lines, or "failed: ..."
 //   skein-testpeer store-read PATH SECONDS                  query leaderboard and summary in a
 //                                                           loop; print "reads N errors M"
 //
 // It prints "ready PORT" once listening (PORT is the bound TCP port, 0 for other
 // transports) and runs until killed.
+import SkeinCollective
 import SkeinStore
+import SkeinTensor
 import SkeinTransport
 #if canImport(Glibc)
 import Glibc
@@ -86,6 +93,32 @@ do {
             try await socket.send(try Message(bytes: Array("tick \(n)".utf8)))
             n += 1
             try await Task.sleep(for: .milliseconds(20))
+        }
+    case "allreduce":
+        guard args.count >= 6, let rank = Int(args[1]), let world = Int(args[2]), let length = Int(args[4]), let repeats = Int(args[5]) else {
+            fail("allreduce needs RANK WORLD BASE LENGTH REPEATS [TIMEOUT_MS]")
+        }
+        let base = args[3]
+        let timeoutMs = args.count > 6 ? Int(args[6]) ?? 2000 : 2000
+        let addresses = (0..<world).map { r in Int(base).map { "tcp://127.0.0.1:\($0 + r)" } ?? "ipc://\(base)-\(r).ipc" }
+        do {
+            let group = try await RingGroup(rank: rank, addresses: addresses, epoch: 7, timeout: .milliseconds(timeoutMs))
+            print("joined")
+            fflush(nil)
+            var result = [Float]()
+            for _ in 0..<repeats {
+                // Rank r contributes x_r[i] = 10 sin(0.37 i + r).
+                let values = FloatBuffer((0..<length).map { i in Float(10 * sin(0.37 * Double(i) + Double(rank))) })
+                try await group.allreduce(values.buffer)
+                result = values.array
+            }
+            print("result \(Authentication.sha256Hex(result.withUnsafeBytes { Array($0) }))")
+            for i in [0, 1, length / 2, length - 1] where i >= 0 && i < length { print("value \(i) \(result[i])") }
+            fflush(nil)
+        } catch {
+            print("failed: \(error)")
+            fflush(nil)
+            exit(3)
         }
     case "store-ingest":
         let store = try SQLiteRunStore(path: address)

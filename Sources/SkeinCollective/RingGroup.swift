@@ -1,0 +1,212 @@
+import SkeinTensor
+import SkeinTransport
+import SkeinWire
+
+/// The ranks of one data-parallel group, linked in a ring by nng pair sockets: rank r listens
+/// for rank r−1 and dials rank r+1 (ipc:// on one host, tcp:// across hosts).
+///
+/// Allreduce is the bandwidth-optimal ring algorithm (Patarasuk & Yuan 2009, as in Horovod and
+/// NCCL): a reduce-scatter then an all-gather, each `world − 1` steps, every rank sending and
+/// receiving `1/world` of the buffer per step. Segments travel in chunks and each step's send
+/// and receive run concurrently, so sending, receiving and adding overlap.
+///
+/// **Determinism.** Element i of segment j is always summed in ring order starting at rank j:
+/// `((x_j + x_{j+1}) + x_{j+2}) + …`. The order depends only on the world size, never on
+/// timing, so repeated runs give identical bits. It is not independent of the world size (a
+/// different number of ranks sums in a different order); see `Sources/SkeinCollective/README.md`.
+///
+/// **Failure.** Every send and receive has a deadline (`timeout`, about two heartbeat
+/// intervals); a dead or silent neighbour ends the collective with `.peerTimeout(rank:)`.
+/// Not for concurrent use: one task drives a group.
+/// `@unchecked Sendable`: one task drives a group at a time; the only concurrency is inside
+/// `exchange`, whose two child tasks use different sockets (`next`, `prev`) and disjoint buffers,
+/// and `sequence` changes only between collectives.
+public final class RingGroup: @unchecked Sendable {
+    public let rank: Int
+    public let world: Int
+    public let epoch: UInt64
+    public let timeout: Duration
+    /// Floats per message; large enough to amortise per-message cost, small enough to pipeline.
+    public let chunkFloats: Int
+    let next: Socket?
+    let prev: Socket?
+    private var sequence: UInt64 = 0
+
+    var nextRank: Int { (rank + 1) % world }
+    var prevRank: Int { (rank + world - 1) % world }
+
+    /// Joins the ring: listens on `addresses[rank]`, dials `addresses[rank + 1]`, and waits
+    /// until both neighbours answer (or `timeout` passes).
+    public init(rank: Int, addresses: [String], epoch: UInt64, timeout: Duration = .seconds(2),
+                chunkFloats: Int = 1 << 18, tls: TLSConfiguration? = nil) async throws(CollectiveError) {
+        guard !addresses.isEmpty, rank >= 0, rank < addresses.count else {
+            throw .invalidGroup("rank \(rank) of \(addresses.count) addresses")
+        }
+        self.rank = rank
+        world = addresses.count
+        self.epoch = epoch
+        self.timeout = timeout
+        self.chunkFloats = max(chunkFloats, 1)
+        if world == 1 {
+            next = nil; prev = nil
+            return
+        }
+        let options = Socket.Options(maxMessageSize: TensorFrameHeader.size + self.chunkFloats * 4 + 64, defaultTimeout: timeout,
+                                     reconnectMin: .milliseconds(10), reconnectMax: .milliseconds(200))
+        do {
+            let p = try Socket(.pair, options: options)
+            try p.listen(addresses[rank], tls: tls)
+            let n = try Socket(.pair, options: options)
+            try n.dial(addresses[(rank + 1) % world], tls: tls)
+            prev = p; next = n
+        } catch {
+            throw .peerFailed(rank: (rank + 1) % world, operation: "connect", detail: error.description)
+        }
+        // A token around the ring proves every link is up before the first collective.
+        let mine = FloatBuffer([Float(rank)]), theirs = FloatBuffer(count: 1)
+        try await exchange(send: UnsafeBufferPointer(mine.buffer), receive: theirs.buffer, tag: tag(phase: 0, step: 0), add: false)
+    }
+
+    deinit {
+        next?.close()
+        prev?.close()
+    }
+
+    private func tag(phase: UInt64, step: UInt64) -> UInt64 { (sequence << 16) | (phase << 12) | step }
+
+    /// Sums `buffer` across the group in place; with `average`, divides by the world size.
+    public func allreduce(_ buffer: UnsafeMutableBufferPointer<Float>, average: Bool = false) async throws(CollectiveError) {
+        sequence += 1
+        defer { if average && world > 1 { BLAS.scal(buffer.count, alpha: 1 / Float(world), x: buffer.baseAddress!) } }
+        guard world > 1, buffer.count > 0 else { return }
+        let n = buffer.count
+        func segment(_ j: Int) -> Range<Int> {
+            let k = ((j % world) + world) % world
+            return (k * n / world)..<((k + 1) * n / world)
+        }
+        // Reduce-scatter: after step s, rank r holds the partial sum of segment r−s−1 over s+2 ranks.
+        for s in 0..<(world - 1) {
+            let out = segment(rank - s), into = segment(rank - s - 1)
+            try await exchange(send: UnsafeBufferPointer(rebasing: buffer[out]), receive: UnsafeMutableBufferPointer(rebasing: buffer[into]),
+                               tag: tag(phase: 1, step: UInt64(s)), add: true)
+        }
+        // All-gather: pass the finished segments around.
+        for s in 0..<(world - 1) {
+            let out = segment(rank + 1 - s), into = segment(rank - s)
+            try await exchange(send: UnsafeBufferPointer(rebasing: buffer[out]), receive: UnsafeMutableBufferPointer(rebasing: buffer[into]),
+                               tag: tag(phase: 2, step: UInt64(s)), add: false)
+        }
+    }
+
+    /// Copies `root`'s buffer to every rank (down the ring).
+    public func broadcast(_ buffer: UnsafeMutableBufferPointer<Float>, root: Int = 0) async throws(CollectiveError) {
+        sequence += 1
+        guard world > 1 else { return }
+        let distance = (rank - root + world) % world
+        if distance > 0 { try await receive(into: buffer, tag: tag(phase: 3, step: 0), add: false) }
+        if distance < world - 1 { try await send(UnsafeBufferPointer(buffer), tag: tag(phase: 3, step: 0)) }
+    }
+
+    /// Sends `send` to the next rank while receiving `receive.count` floats from the previous
+    /// one (added in, or copied), concurrently.
+    func exchange(send: UnsafeBufferPointer<Float>, receive: UnsafeMutableBufferPointer<Float>, tag: UInt64, add: Bool) async throws(CollectiveError) {
+        // Raw pointers cross into the child task: the parent awaits it before returning, so
+        // the buffers outlive every use.
+        let s = SendableBuffer(send), r = SendableMutableBuffer(receive)
+        let result: Result<Void, CollectiveError> = await withTaskGroup(of: Result<Void, CollectiveError>.self) { group in
+            group.addTask {
+                do throws(CollectiveError) { try await self.send(s.buffer, tag: tag); return .success(()) } catch { return .failure(error) }
+            }
+            group.addTask {
+                do throws(CollectiveError) { try await self.receive(into: r.buffer, tag: tag, add: add); return .success(()) } catch {
+                    return .failure(error)
+                }
+            }
+            var first: Result<Void, CollectiveError> = .success(())
+            for await outcome in group {
+                if case .failure = outcome, case .success = first {
+                    first = outcome
+                    group.cancelAll()
+                }
+            }
+            return first
+        }
+        try result.get()
+    }
+
+    func send(_ values: UnsafeBufferPointer<Float>, tag: UInt64) async throws(CollectiveError) {
+        guard let next else { return }
+        var offset = 0
+        repeat {
+            let count = min(chunkFloats, values.count - offset)
+            let header = TensorFrameHeader(count: UInt32(count), epoch: epoch, tag: tag, offset: UInt64(offset))
+            do {
+                var m = try Message(count: header.frameSize)
+                m.withUnsafeMutableBytes { body in
+                    header.write(into: body)
+                    TensorFrameHeader.writePayload(UnsafeBufferPointer(rebasing: values[offset..<offset + count]),
+                                                   into: UnsafeMutableRawBufferPointer(rebasing: body[TensorFrameHeader.size...]))
+                }
+                try await next.send(m, timeout: timeout)
+            } catch {
+                throw map(error, rank: nextRank, operation: "send")
+            }
+            offset += count
+        } while offset < values.count
+    }
+
+    func receive(into values: UnsafeMutableBufferPointer<Float>, tag: UInt64, add: Bool) async throws(CollectiveError) {
+        guard let prev else { return }
+        var offset = 0
+        repeat {
+            let m: Message
+            do {
+                m = try await prev.receive(timeout: timeout)
+            } catch {
+                throw map(error, rank: prevRank, operation: "receive")
+            }
+            let expected = min(chunkFloats, values.count - offset)
+            let from = prevRank, myEpoch = epoch
+            let got: Int = try m.withUnsafeBytes { (frame) throws(CollectiveError) -> Int in
+                let h: TensorFrameHeader
+                do throws(WireError) { h = try TensorFrameHeader.decode(frame) } catch { throw .malformed(rank: from, error) }
+                guard h.epoch == myEpoch else { throw .stalePeer(rank: from, expectedEpoch: myEpoch, gotEpoch: h.epoch) }
+                guard h.tag == tag, Int(h.offset) == offset, Int(h.count) == expected else {
+                    throw .outOfSequence(rank: from, expectedTag: tag, gotTag: h.tag)
+                }
+                let payload = UnsafeRawBufferPointer(rebasing: frame[TensorFrameHeader.size...])
+                let dst = UnsafeMutableBufferPointer(rebasing: values[offset..<offset + expected])
+                if add {
+                    // Frame payloads sit 40 bytes into nng's buffer: float-aligned, read in place.
+                    let src = payload.baseAddress!.assumingMemoryBound(to: Float.self)
+                    BLAS.axpy(expected, alpha: 1, x: src, y: dst.baseAddress!)
+                } else {
+                    TensorFrameHeader.readPayload(payload, into: dst)
+                }
+                return expected
+            }
+            offset += got
+        } while offset < values.count
+    }
+
+    private func map(_ e: TransportError, rank: Int, operation: String) -> CollectiveError {
+        switch e.code {
+        case .timedOut:
+            let c = timeout.components
+            return .peerTimeout(rank: rank, operation: operation, seconds: Double(c.seconds) + Double(c.attoseconds) / 1e18)
+        case .cancelled: return .cancelled
+        default: return .peerFailed(rank: rank, operation: operation, detail: e.description)
+        }
+    }
+}
+
+/// Pointer wrappers for the two halves of an exchange. `@unchecked Sendable`: the send and the
+/// receive touch disjoint segments, and `exchange` awaits both before its caller's buffer can go.
+struct SendableBuffer: @unchecked Sendable {
+    let buffer: UnsafeBufferPointer<Float>
+    init(_ b: UnsafeBufferPointer<Float>) { buffer = b }
+}
+struct SendableMutableBuffer: @unchecked Sendable {
+    let buffer: UnsafeMutableBufferPointer<Float>
+    init(_ b: UnsafeMutableBufferPointer<Float>) { buffer = b }
+}

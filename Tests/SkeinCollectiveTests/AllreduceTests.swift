@@ -1,0 +1,79 @@
+import Foundation
+import Testing
+import SkeinTestSupport
+@testable import SkeinCollective
+
+/// x_r[i] of the test peers, and the exact sum over ranks in double precision.
+func contribution(_ rank: Int, _ i: Int) -> Float { Float(10 * sin(0.37 * Double(i) + Double(rank))) }
+func reference(_ i: Int, world: Int) -> Double { (0..<world).reduce(0.0) { $0 + Double(contribution($1, i)) } }
+
+/// Runs `world` peer processes through `repeats` allreduces and returns each rank's output lines.
+func runRing(world: Int, length: Int, repeats: Int = 1, timeoutMs: Int = 5000) async throws -> [[String]] {
+    let base = TemporaryDirectory.unique(prefix: "ring")
+    let peers = try (0..<world).map { r in
+        try ChildProcess("skein-testpeer", ["allreduce", String(r), String(world), base, String(length), String(repeats), String(timeoutMs)])
+    }
+    defer { for p in peers { p.kill() } }
+    for p in peers {
+        let status = try await p.waitForExit(timeout: .seconds(120))
+        if status != 0 { throw CollectiveTestError("rank exited \(status): \(p.output) \(p.log)") }
+    }
+    return peers.map(\.output)
+}
+
+struct CollectiveTestError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+@Suite("Ring allreduce (separate processes)", .serialized)
+struct AllreduceTests {
+    @Test("world sizes 1-4 × lengths 0, 1, 7, 1,000, 1,000,003: every rank gets the reference sum, bitwise equal across ranks and runs",
+          arguments: [1, 2, 3, 4])
+    func matrix(world: Int) async throws {
+        for length in [0, 1, 7, 1_000, 1_000_003] {
+            let first = try await runRing(world: world, length: length)
+            let second = try await runRing(world: world, length: length)
+            let hashes = first.map { $0.first { $0.hasPrefix("result ") } }
+            #expect(Set(hashes).count == 1, "ranks disagree (world \(world), length \(length))")
+            #expect(hashes == second.map { $0.first { $0.hasPrefix("result ") } }, "not bitwise repeatable (world \(world), length \(length))")
+            for line in first[0] where line.hasPrefix("value ") {
+                let parts = line.split(separator: " ")
+                let i = Int(parts[1])!, v = Double(parts[2])!
+                let want = reference(i, world: world)
+                #expect(abs(v - want) <= 1e-5 * max(1, abs(want)) * Double(world), "world \(world) length \(length) i \(i): \(v) vs \(want)")
+            }
+        }
+    }
+
+    @Test("repeated allreduces on the same group stay in step and give the same bits")
+    func repeated() async throws {
+        let once = try await runRing(world: 3, length: 100_001, repeats: 1)
+        let many = try await runRing(world: 3, length: 100_001, repeats: 20)
+        #expect(once.map { $0.first { $0.hasPrefix("result") } } == many.map { $0.first { $0.hasPrefix("result") } })
+    }
+
+    @Test("killing one rank in the middle of allreduces: the others report it, naming the rank, within the bound")
+    func killedRank() async throws {
+        let base = TemporaryDirectory.unique(prefix: "ringkill")
+        let timeoutMs = 1000
+        let peers = try (0..<3).map { r in
+            try ChildProcess("skein-testpeer", ["allreduce", String(r), "3", base, "2000000", "100000", String(timeoutMs)])
+        }
+        defer { for p in peers { p.kill() } }
+        for p in peers { _ = try await p.waitForLine(startingWith: "joined") }
+        try await Task.sleep(for: .milliseconds(300))
+        peers[1].kill(SIGKILL)
+        let killed = ContinuousClock.now
+        for r in [0, 2] {
+            let status = try await peers[r].waitForExit(timeout: .seconds(10))
+            let detectedIn = ContinuousClock.now - killed
+            #expect(status == 3, "rank \(r): \(peers[r].output)")
+            let failure = peers[r].output.first { $0.hasPrefix("failed:") } ?? ""
+            // Rank 0 waits on rank 2 or sends to rank 1; rank 2 waits on rank 1: each names a neighbour it lost.
+            #expect(failure.contains("rank 1") || failure.contains("rank 2") || failure.contains("rank 0"), "\(failure)")
+            #expect(detectedIn < .milliseconds(3 * timeoutMs + 1000), "rank \(r) took \(detectedIn)")
+        }
+        #expect(peers[2].output.first { $0.hasPrefix("failed:") }?.contains("rank 1") == true)
+    }
+}
