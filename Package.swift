@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "SkeinTrain", targets: ["SkeinTrain"]),
         .library(name: "SkeinTensor", targets: ["SkeinTensor"]),
         .library(name: "SkeinStore", targets: ["SkeinStore"]),
+        .library(name: "SkeinCollective", targets: ["SkeinCollective"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

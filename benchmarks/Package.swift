@@ -14,6 +14,9 @@ let package = Package(
         .executableTarget(name: "store-bench", dependencies: [
             .product(name: "SkeinStore", package: "Skein"), .product(name: "GRDB", package: "GRDB.swift"),
         ]),
+        .executableTarget(name: "allreduce-bench", dependencies: [
+            .product(name: "SkeinCollective", package: "Skein"), .product(name: "SkeinTensor", package: "Skein"),
+        ]),
         .executableTarget(name: "train-bench", dependencies: [
             .product(name: "SkeinTrain", package: "Skein"), .product(name: "SkeinTensor", package: "Skein"),
         ]),

@@ -1,0 +1,33 @@
+// Allreduce bus bandwidth of SkeinCollective's ring (one process per rank):
+//   allreduce-bench RANK WORLD ADDRESS_BASE
+// ADDRESS_BASE: a path prefix for ipc:// or a TCP port base. Rank 0 prints, per size,
+// "bytes=B seconds=S busbw_GBps=G" with bus bandwidth = B * 2(n-1)/n / S, as nccl-tests define it.
+import Foundation
+import SkeinCollective
+import SkeinTensor
+
+let args = CommandLine.arguments
+guard args.count >= 4, let rank = Int(args[1]), let world = Int(args[2]) else { print("usage: allreduce-bench RANK WORLD BASE"); exit(2) }
+let base = args[3]
+let addresses = (0..<world).map { r in Int(base).map { "tcp://127.0.0.1:\($0 + r)" } ?? "ipc://\(base)-\(r).ipc" }
+let group = try await RingGroup(rank: rank, addresses: addresses, epoch: 1, timeout: .seconds(30))
+let sizes = [4 << 10, 256 << 10, 4 << 20, 64 << 20]
+let barrier = FloatBuffer(count: 1)
+for bytes in sizes {
+    let n = bytes / 4
+    let buffer = FloatBuffer(count: n, value: 1)
+    let iterations = max(3, min(1000, (256 << 20) / max(bytes, 1) / 4))
+    // Warm up (connections, page faults), then time; the same buffer is reused every time.
+    for _ in 0..<2 { try await group.allreduce(buffer.buffer) }
+    try await group.allreduce(barrier.buffer)
+    let clock = ContinuousClock()
+    let t0 = clock.now
+    for _ in 0..<iterations { try await group.allreduce(buffer.buffer) }
+    let d = clock.now - t0
+    let seconds = (Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18) / Double(iterations)
+    if rank == 0 {
+        let bus = Double(bytes) * 2 * Double(world - 1) / Double(world) / seconds / 1e9
+        print(String(format: "bytes=%d seconds=%.6f busbw_GBps=%.3f", bytes, seconds, bus))
+        fflush(nil)
+    }
+}
