@@ -52,19 +52,7 @@ public struct SweepConfig: Equatable, Sendable {
 extension SweepConfig {
     /// Parses and validates a sweep config, reporting every problem with file, line and field.
     public static func parse(yaml: String, file: String) throws(ConfigError) -> SweepConfig {
-        let root: Node
-        do {
-            guard let n = try Yams.compose(yaml: yaml) else {
-                throw ConfigError([ConfigProblem(file: file, line: 1, field: "", message: "the file is empty")])
-            }
-            root = n
-        } catch let e as ConfigError {
-            throw e
-        } catch let e as YamlError {
-            throw ConfigError([YAMLConfig.syntaxProblem(e, file: file)])
-        } catch {
-            throw ConfigError([ConfigProblem(file: file, field: "", message: "\(error)")])
-        }
+        let root = try YAMLConfig.compose(yaml: yaml, file: file)
         var r = NodeReader(file: file)
         let config = r.sweep(root)
         if !r.problems.isEmpty { throw ConfigError(r.problems) }

@@ -7,19 +7,7 @@ import Yams
 public enum YAMLConfig {
     /// Parses `yaml` (from `file`, used in messages) into `T`.
     public static func decode<T: Decodable>(_: T.Type, yaml: String, file: String) throws(ConfigError) -> T {
-        let root: Node
-        do {
-            guard let node = try Yams.compose(yaml: yaml) else {
-                throw ConfigError([ConfigProblem(file: file, line: 1, field: "", message: "the file is empty")])
-            }
-            root = node
-        } catch let e as ConfigError {
-            throw e
-        } catch let e as YamlError {
-            throw ConfigError([syntaxProblem(e, file: file)])
-        } catch {
-            throw ConfigError([ConfigProblem(file: file, field: "", message: "\(error)")])
-        }
+        let root = try compose(yaml: yaml, file: file)
         do {
             return try YAMLDecoder().decode(T.self, from: root)
         } catch let DecodingError.typeMismatch(type, ctx) {
@@ -30,6 +18,22 @@ public enum YAMLConfig {
             throw ConfigError([problem(file: file, root: root, path: ctx.codingPath + [key], message: "required field is missing")])
         } catch let DecodingError.dataCorrupted(ctx) {
             throw ConfigError([problem(file: file, root: root, path: ctx.codingPath, message: cleaned(ctx.debugDescription, found: found(root, ctx.codingPath)))])
+        } catch {
+            throw ConfigError([ConfigProblem(file: file, field: "", message: "\(error)")])
+        }
+    }
+
+    /// Parses YAML text into its node tree (with line marks); syntax errors are located.
+    public static func compose(yaml: String, file: String) throws(ConfigError) -> Node {
+        do {
+            guard let node = try Yams.compose(yaml: yaml) else {
+                throw ConfigError([ConfigProblem(file: file, line: 1, field: "", message: "the file is empty")])
+            }
+            return node
+        } catch let e as ConfigError {
+            throw e
+        } catch let e as YamlError {
+            throw ConfigError([syntaxProblem(e, file: file)])
         } catch {
             throw ConfigError([ConfigProblem(file: file, field: "", message: "\(error)")])
         }

@@ -66,20 +66,17 @@ public final class SQLiteRunStore: RunStore {
 
     /// Runs a write transaction, mapping errors once.
     private func write<T>(_ what: String, _ body: (Database) throws -> T) throws(StoreError) -> T {
-        do {
-            return try db.write(body)
-        } catch let e as StoreError {
-            throw e
-        } catch let e as DatabaseError {
-            throw map(e, what)
-        } catch {
-            throw .database("\(what): \(error)")
-        }
+        try access(what) { try db.write(body) }
     }
 
+    /// Reads a snapshot, mapping errors once.
     private func read<T>(_ what: String, _ body: (Database) throws -> T) throws(StoreError) -> T {
+        try access(what) { try db.read(body) }
+    }
+
+    private func access<T>(_ what: String, _ run: () throws -> T) throws(StoreError) -> T {
         do {
-            return try db.read(body)
+            return try run()
         } catch let e as StoreError {
             throw e
         } catch let e as DatabaseError {
