@@ -40,3 +40,13 @@ SKEIN_CLONES
 void skein_multiply(const float *restrict x, const float *restrict y, float *restrict z, size_t n) {
     for (size_t i = 0; i < n; i++) z[i] = x[i] * y[i];
 }
+
+SKEIN_CLONES
+void skein_add(const float *restrict x, float *restrict y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = y[i] + x[i];
+}
+
+SKEIN_CLONES
+void skein_scale(float *restrict x, float a, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = x[i] * a;
+}

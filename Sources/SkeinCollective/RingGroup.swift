@@ -77,7 +77,7 @@ public final class RingGroup: @unchecked Sendable {
     /// Sums `buffer` across the group in place; with `average`, divides by the world size.
     public func allreduce(_ buffer: UnsafeMutableBufferPointer<Float>, average: Bool = false) async throws(CollectiveError) {
         sequence += 1
-        defer { if average && world > 1 { BLAS.scal(buffer.count, alpha: 1 / Float(world), x: buffer.baseAddress!) } }
+        defer { if average && world > 1 { Vectorized.scale(buffer.baseAddress!, by: 1 / Float(world), count: buffer.count) } }
         guard world > 1, buffer.count > 0 else { return }
         let n = buffer.count
         func segment(_ j: Int) -> Range<Int> {
@@ -179,7 +179,7 @@ public final class RingGroup: @unchecked Sendable {
                 if add {
                     // Frame payloads sit 40 bytes into nng's buffer: float-aligned, read in place.
                     let src = payload.baseAddress!.assumingMemoryBound(to: Float.self)
-                    BLAS.axpy(expected, alpha: 1, x: src, y: dst.baseAddress!)
+                    Vectorized.add(src, into: dst.baseAddress!, count: expected)
                 } else {
                     TensorFrameHeader.readPayload(payload, into: dst)
                 }

@@ -32,4 +32,13 @@ public enum Vectorized {
     public static func multiply(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ z: UnsafeMutablePointer<Float>, count: Int) {
         skein_multiply(x, y, z, count)
     }
+
+    /// y += x, single-threaded: for collectives, where OpenBLAS's thread pool would fight the
+    /// other ranks on the same host for cores.
+    @inline(__always)
+    public static func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) { skein_add(x, y, count) }
+
+    /// x *= a, single-threaded.
+    @inline(__always)
+    public static func scale(_ x: UnsafeMutablePointer<Float>, by a: Float, count: Int) { skein_scale(x, a, count) }
 }

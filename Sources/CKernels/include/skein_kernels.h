@@ -16,4 +16,9 @@ void skein_relu_backward(const float *restrict x, const float *restrict dy, floa
 /// z = x * y (element-wise)
 void skein_multiply(const float *restrict x, const float *restrict y, float *restrict z, size_t n);
 
+/// y = y + x (element-wise; the same bits as saxpy with alpha 1, without BLAS threads)
+void skein_add(const float *restrict x, float *restrict y, size_t n);
+/// x = a * x
+void skein_scale(float *restrict x, float a, size_t n);
+
 #endif
