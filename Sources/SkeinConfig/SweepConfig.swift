@@ -215,6 +215,10 @@ struct NodeReader {
         var spec = TrialSpec(kind: kind)
         spec.timeoutSeconds = duration(m["timeout"], path + ["timeout"])
         spec.workers = int(m["workers"], path + ["workers"], min: 1) ?? 1
+        if spec.workers > 1 {
+            // Refused rather than silently run on one worker.
+            problem(m["workers"], path + ["workers"], "data-parallel trials (workers > 1) are not available yet; use 1")
+        }
         spec.blasThreads = int(m["blas_threads"], path + ["blas_threads"], min: 1) ?? 1
         if let c = m["checkpoint"], let cm = mapping(c, path + ["checkpoint"], allowed: ["every_steps", "every_seconds"]) {
             spec.checkpointEverySteps = int(cm["every_steps"], path + ["checkpoint", "every_steps"], min: 0) ?? 0
