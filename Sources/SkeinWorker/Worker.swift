@@ -39,7 +39,7 @@ public final class Worker: Sendable {
     /// Results not yet acknowledged by the coordinator; sent with the next work request.
     private let results = Mutex<[TrialFinished]>([])
     /// Wakes the dispatcher when an attempt ends.
-    private let attemptEnded = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    private let attemptEnded = Doorbell()
     private let draining = Atomic<Bool>(false)
 
     public init(settings: Settings, logger: Logger = Logger(label: "skein.worker")) throws {
@@ -64,6 +64,7 @@ public final class Worker: Sendable {
         _ = try await sessionID()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.heartbeatLoop() }
+            group.addTask { try await self.tick() }
             group.addTask { try await self.dispatchLoop() }
             do {
                 // The dispatcher returns once drained and idle; then stop the heartbeat.
@@ -141,9 +142,9 @@ public final class Worker: Sendable {
                 let free = isDraining ? 0 : settings.slots - running
                 let wantWork = free > 0 && (idleUntil.map { ContinuousClock.now >= $0 } ?? true)
                 if pending.isEmpty && !wantWork {
-                    // Slots busy, or nothing to run yet: wait for an attempt to end or the retry time.
-                    let wait = idleUntil.map { max($0 - ContinuousClock.now, .milliseconds(1)) } ?? .milliseconds(500)
-                    await waitForAttemptEnd(upTo: wait)
+                    // Slots busy, or nothing to run until the retry time: wait for an attempt to end
+                    // or the next tick, then look again.
+                    await attemptEnded.wait()
                     continue
                 }
                 let id = try await sessionID()
@@ -211,20 +212,16 @@ public final class Worker: Sendable {
         // The result goes out with the next work request, which the dispatcher sends now.
         results.withLock { $0.append(finished) }
         active.withLock { $0[a.lease] = nil }
-        attemptEnded.continuation.yield()
+        attemptEnded.ring()
     }
 
-    /// Returns when an attempt ends, or after `limit`.
-    func waitForAttemptEnd(upTo limit: Duration) async {
-        let stream = attemptEnded.stream
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                var it = stream.makeAsyncIterator()
-                _ = await it.next()
-            }
-            group.addTask { try? await Task.sleep(for: limit) }
-            await group.next()
-            group.cancelAll()
+    /// Rings the dispatcher's doorbell every 25 ms, so it can wait for "an attempt ended or
+    /// some time passed" without a timer per wait (creating and cancelling thousands of sleeps
+    /// per second crashed libdispatch's timer loop here).
+    func tick() async throws {
+        while true {
+            try await Task.sleep(for: .milliseconds(25))
+            attemptEnded.ring()
         }
     }
 
@@ -277,5 +274,41 @@ public final class Worker: Sendable {
             }
         }
         return true
+    }
+}
+
+/// A wake-up signal for one waiter. A ring with nobody waiting is remembered until the next
+/// wait. (An AsyncStream would not do: cancelling a task blocked in its `next()` ends the
+/// stream for good, and every later wait would return at once: a busy loop.)
+final class Doorbell: Sendable {
+    private let state = Mutex<(rung: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+
+    func ring() {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            guard let w = s.waiter else { s.rung = true; return nil }
+            s.waiter = nil
+            return w
+        }
+        waiter?.resume()
+    }
+
+    /// Returns at the next ring (or at once if one is pending), or when the task is cancelled.
+    func wait() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { s -> Bool in
+                    if s.rung || Task.isCancelled { s.rung = false; return true }
+                    s.waiter = c
+                    return false
+                }
+                if now { c.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+                defer { s.waiter = nil }
+                return s.waiter
+            }
+            waiter?.resume()
+        }
     }
 }
