@@ -54,7 +54,6 @@ final class AIOPool: Sendable {
     }
 
     func give(_ box: AIOCompletion) {
-        // Reuse of an aio whose callback is still unwinding is safe: nng counts the task busy.
         let keep = state.withLock { s -> Bool in
             guard !s.closed, s.idle.count < 16 else { return false }
             s.idle.append(box)
@@ -106,5 +105,8 @@ func withAIO<R: ~Copyable>(
     } onCancel: {
         if let aio = box.aio { nng_aio_cancel(aio) }
     }
+    // The callback resumed us but may still be returning on nng's thread; wait until nng is
+    // done with the aio before it can be reused (short, and never on nng's own thread).
+    nng_aio_wait(aio)
     return try finish(aio, nng_aio_result(aio))
 }
