@@ -62,7 +62,7 @@ struct ClusterTests {
             name: late
             seed: 1
             objective: {metric: loss, direction: minimize}
-            budget: {max_trials: 8}
+            budget: {max_trials: 16}
             trial:
               kind: command
               command: [python3, -c, "import json, time; time.sleep(1.5); print(json.dumps({'loss': {x}}))"]
@@ -80,8 +80,9 @@ struct ClusterTests {
         }
         try cluster.addWorker("late")
         let sweep = try await cluster.waitForSweep("late")
-        let worker = try #require(try store.workers().first { $0.id.hasPrefix("late-") })
-        let first = try #require(try store.trials(sweepID: sweep.id).filter { $0.worker == worker.id }.compactMap(\.startedAt).min())
+        let worker = try #require(try store.workers().first { $0.id.hasPrefix("late-") }, "the late worker never joined:\n\(cluster.workers.last?.log ?? "")")
+        let first = try #require(try store.trials(sweepID: sweep.id).filter { $0.worker == worker.id }.compactMap(\.startedAt).min(),
+                                 "the late worker got no trial:\n\(cluster.workers.last?.log.suffix(3000) ?? "")")
         #expect(first - worker.joinedAt <= cluster.heartbeat, "joined at \(worker.joinedAt), first trial at \(first)")
         #expect(sweep.status == .completed)
     }
