@@ -294,12 +294,11 @@ public actor Coordinator {
     }
 
     private func onTrialFinished(_ f: TrialFinished, now t: Double) throws -> ControlMessage {
-        guard let r = running[f.lease.trialID], r.lease == f.lease else {
+        guard running[f.lease.trialID]?.lease == f.lease else {
             log.warning("refused a late result for \(f.lease) (lease no longer current)")
             _ = try store.finishAttempts([AttemptEnd(trialID: f.lease.trialID, attempt: Int(f.lease.attempt), outcome: AttemptOutcome(status: .cancelled), metrics: [])])
             return .refusal(Refusal(.staleLease, "\(f.lease) is not current; result refused"))
         }
-        _ = r
         try applyResults([f], now: t)
         return .ack(Ack())
     }
@@ -425,10 +424,9 @@ public actor Coordinator {
                 for lease in leases { try revoke(lease, reason: "worker \(id) declared dead", now: t) }
             }
         }
-        for (trialID, r) in running where r.worker == nil && r.adoptBy < t {
+        for r in running.values where r.worker == nil && r.adoptBy < t {
             log.warning("no worker reported \(r.lease) after the restart; revoking it")
             try revoke(r.lease, reason: "no worker reported it after a coordinator restart", now: t)
-            _ = trialID
         }
         for id in scheduler.order { try finishSweepIfDone(id, now: t) }
     }
