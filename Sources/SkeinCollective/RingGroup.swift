@@ -31,6 +31,7 @@ public final class RingGroup: @unchecked Sendable {
     let next: Socket?
     let prev: Socket?
     private var sequence: UInt64 = 0
+    private var closed = false
 
     var nextRank: Int { (rank + 1) % world }
     var prevRank: Int { (rank + world - 1) % world }
@@ -72,6 +73,31 @@ public final class RingGroup: @unchecked Sendable {
         prev?.close()
     }
 
+    /// Leaves the group after its last collective, without losing anything in flight.
+    ///
+    /// A finished `send` means nng took the frame, not that the neighbour has it: a rank that
+    /// closed its sockets (or exited) right after its last all-gather step could drop that frame
+    /// and leave its neighbour waiting (nng also frees a frame its link holds when the link
+    /// closes). So: every rank sends `fin` forward and takes `fin` from behind (all of that
+    /// neighbour's frames are consumed), acknowledges it backwards and waits for its own
+    /// acknowledgement (the rank ahead consumed all of ours). Then it hangs up its dialing
+    /// link, and closes its listening link only after the rank behind hung up: that rank got
+    /// our acknowledgement, and a listener never closes under a dialer (an nng 1.5.2 hang,
+    /// see `Socket.waitUntilDisconnected`). The sockets are closed whatever happens.
+    public func close() async throws(CollectiveError) {
+        guard let next, let prev, !closed else { return }
+        closed = true
+        sequence += 1
+        defer { next.close(); prev.close() }
+        let none = UnsafeBufferPointer<Float>(start: nil, count: 0), nothing = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
+        try await exchange(send: none, receive: nothing, tag: tag(phase: 4, step: 0), add: false)
+        try await exchange(send: none, on: prev, to: prevRank, receive: nothing, on: next, from: nextRank, tag: tag(phase: 5, step: 0), add: false)
+        next.close()
+        if await !prev.waitUntilDisconnected(timeout: timeout) {
+            throw .peerTimeout(rank: prevRank, operation: "close", seconds: seconds(timeout))
+        }
+    }
+
     private func tag(phase: UInt64, step: UInt64) -> UInt64 { (sequence << 16) | (phase << 12) | step }
 
     /// Sums `buffer` across the group in place; with `average`, divides by the world size.
@@ -110,15 +136,26 @@ public final class RingGroup: @unchecked Sendable {
     /// Sends `send` to the next rank while receiving `receive.count` floats from the previous
     /// one (added in, or copied), concurrently.
     func exchange(send: UnsafeBufferPointer<Float>, receive: UnsafeMutableBufferPointer<Float>, tag: UInt64, add: Bool) async throws(CollectiveError) {
+        guard let next, let prev else { return }
+        try await exchange(send: send, on: next, to: nextRank, receive: receive, on: prev, from: prevRank, tag: tag, add: add)
+    }
+
+    /// The general form: send on one link while receiving on another (the close handshake
+    /// runs it backwards).
+    func exchange(send: UnsafeBufferPointer<Float>, on out: Socket, to outRank: Int,
+                  receive: UnsafeMutableBufferPointer<Float>, on inbound: Socket, from inRank: Int,
+                  tag: UInt64, add: Bool) async throws(CollectiveError) {
         // Raw pointers cross into the child task: the parent awaits it before returning, so
         // the buffers outlive every use.
         let s = SendableBuffer(send), r = SendableMutableBuffer(receive)
         let result: Result<Void, CollectiveError> = await withTaskGroup(of: Result<Void, CollectiveError>.self) { group in
             group.addTask {
-                do throws(CollectiveError) { try await self.send(s.buffer, tag: tag); return .success(()) } catch { return .failure(error) }
+                do throws(CollectiveError) { try await self.send(s.buffer, on: out, to: outRank, tag: tag); return .success(()) } catch {
+                    return .failure(error)
+                }
             }
             group.addTask {
-                do throws(CollectiveError) { try await self.receive(into: r.buffer, tag: tag, add: add); return .success(()) } catch {
+                do throws(CollectiveError) { try await self.receive(into: r.buffer, on: inbound, from: inRank, tag: tag, add: add); return .success(()) } catch {
                     return .failure(error)
                 }
             }
@@ -136,6 +173,11 @@ public final class RingGroup: @unchecked Sendable {
 
     func send(_ values: UnsafeBufferPointer<Float>, tag: UInt64) async throws(CollectiveError) {
         guard let next else { return }
+        try await send(values, on: next, to: nextRank, tag: tag)
+    }
+
+    /// Sends `values` in frames of at most `chunkFloats` (one empty frame for an empty buffer).
+    func send(_ values: UnsafeBufferPointer<Float>, on socket: Socket, to peer: Int, tag: UInt64) async throws(CollectiveError) {
         var offset = 0
         repeat {
             let count = min(chunkFloats, values.count - offset)
@@ -144,12 +186,14 @@ public final class RingGroup: @unchecked Sendable {
                 var m = try Message(count: header.frameSize)
                 m.withUnsafeMutableBytes { body in
                     header.write(into: body)
-                    TensorFrameHeader.writePayload(UnsafeBufferPointer(rebasing: values[offset..<offset + count]),
-                                                   into: UnsafeMutableRawBufferPointer(rebasing: body[TensorFrameHeader.size...]))
+                    if count > 0 {
+                        TensorFrameHeader.writePayload(UnsafeBufferPointer(rebasing: values[offset..<offset + count]),
+                                                       into: UnsafeMutableRawBufferPointer(rebasing: body[TensorFrameHeader.size...]))
+                    }
                 }
-                try await next.send(m, timeout: timeout)
+                try await socket.send(m, timeout: timeout)
             } catch {
-                throw map(error, rank: nextRank, operation: "send")
+                throw map(error, rank: peer, operation: "send")
             }
             offset += count
         } while offset < values.count
@@ -157,16 +201,21 @@ public final class RingGroup: @unchecked Sendable {
 
     func receive(into values: UnsafeMutableBufferPointer<Float>, tag: UInt64, add: Bool) async throws(CollectiveError) {
         guard let prev else { return }
+        try await receive(into: values, on: prev, from: prevRank, tag: tag, add: add)
+    }
+
+    /// Receives `values.count` floats in frames (one empty frame for an empty buffer).
+    func receive(into values: UnsafeMutableBufferPointer<Float>, on socket: Socket, from: Int, tag: UInt64, add: Bool) async throws(CollectiveError) {
         var offset = 0
         repeat {
             let m: Message
             do {
-                m = try await prev.receive(timeout: timeout)
+                m = try await socket.receive(timeout: timeout)
             } catch {
-                throw map(error, rank: prevRank, operation: "receive")
+                throw map(error, rank: from, operation: "receive")
             }
             let expected = min(chunkFloats, values.count - offset)
-            let from = prevRank, myEpoch = epoch
+            let myEpoch = epoch
             let got: Int = try m.withUnsafeBytes { (frame) throws(CollectiveError) -> Int in
                 let h: TensorFrameHeader
                 do throws(WireError) { h = try TensorFrameHeader.decode(frame) } catch { throw .malformed(rank: from, error) }
@@ -174,6 +223,7 @@ public final class RingGroup: @unchecked Sendable {
                 guard h.tag == tag, Int(h.offset) == offset, Int(h.count) == expected else {
                     throw .outOfSequence(rank: from, expectedTag: tag, gotTag: h.tag)
                 }
+                guard expected > 0 else { return 0 }
                 let payload = UnsafeRawBufferPointer(rebasing: frame[TensorFrameHeader.size...])
                 let dst = UnsafeMutableBufferPointer(rebasing: values[offset..<offset + expected])
                 if add {
@@ -192,12 +242,15 @@ public final class RingGroup: @unchecked Sendable {
     private func map(_ e: TransportError, rank: Int, operation: String) -> CollectiveError {
         switch e.code {
         case .timedOut:
-            let c = timeout.components
-            return .peerTimeout(rank: rank, operation: operation, seconds: Double(c.seconds) + Double(c.attoseconds) / 1e18)
+            return .peerTimeout(rank: rank, operation: operation, seconds: seconds(timeout))
         case .cancelled: return .cancelled
         default: return .peerFailed(rank: rank, operation: operation, detail: e.description)
         }
     }
+}
+
+private func seconds(_ d: Duration) -> Double {
+    Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
 }
 
 /// Pointer wrappers for the two halves of an exchange. `@unchecked Sendable`: the send and the
@@ -210,3 +263,4 @@ struct SendableMutableBuffer: @unchecked Sendable {
     let buffer: UnsafeMutableBufferPointer<Float>
     init(_ b: UnsafeMutableBufferPointer<Float>) { buffer = b }
 }
+

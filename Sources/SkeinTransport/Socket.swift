@@ -17,13 +17,19 @@ public final class Socket: Sendable {
         /// Dialer back-off: first retry after `reconnectMin`, doubling up to `reconnectMax`.
         public var reconnectMin: Duration
         public var reconnectMax: Duration
+        /// Messages nng may queue on the socket for a receiver that has not asked yet (nng's
+        /// `NNG_OPT_RECVBUF`; nil keeps the pattern's default). A queued message outlives its
+        /// connection; one still held by the connection is dropped when the link closes.
+        public var receiveBuffer: Int?
 
         public init(maxMessageSize: Int = 256 << 20, defaultTimeout: Duration? = .seconds(30),
-                    reconnectMin: Duration = .milliseconds(50), reconnectMax: Duration = .seconds(2)) {
+                    reconnectMin: Duration = .milliseconds(50), reconnectMax: Duration = .seconds(2),
+                    receiveBuffer: Int? = nil) {
             self.maxMessageSize = maxMessageSize
             self.defaultTimeout = defaultTimeout
             self.reconnectMin = reconnectMin
             self.reconnectMax = reconnectMax
+            self.receiveBuffer = receiveBuffer
         }
     }
 
@@ -32,6 +38,7 @@ public final class Socket: Sendable {
     let raw: nng_socket
     private let isClosed = Atomic<Bool>(false)
     let aios = AIOPool()
+    private let links = LinkCounter()
 
     public init(_ pattern: Pattern, options: Options = Options()) throws(TransportError) {
         self.pattern = pattern
@@ -41,6 +48,13 @@ public final class Socket: Sendable {
             try check(nng_socket_set_size(raw, NNG_OPT_RECVMAXSZ, options.maxMessageSize), "set maximum message size")
             try check(nng_socket_set_ms(raw, NNG_OPT_RECONNMINT, nngDuration(options.reconnectMin)), "set reconnect time")
             try check(nng_socket_set_ms(raw, NNG_OPT_RECONNMAXT, nngDuration(options.reconnectMax)), "set reconnect time")
+            // Counted for `waitUntilDisconnected`; nng calls these on its own threads.
+            let counter = Unmanaged.passUnretained(links).toOpaque()
+            try check(nng_pipe_notify(raw, NNG_PIPE_EV_ADD_POST, linkEvent, counter), "watch connections")
+            try check(nng_pipe_notify(raw, NNG_PIPE_EV_REM_POST, linkEvent, counter), "watch connections")
+            if let depth = options.receiveBuffer {
+                try check(nng_socket_set_int(raw, NNG_OPT_RECVBUF, Int32(clamping: depth)), "set receive buffer")
+            }
             if pattern == .subscribe {
                 // Subscribe to everything; topic filtering is not a feature Skein needs.
                 try check(nng_socket_set(raw, NNG_OPT_SUB_SUBSCRIBE, nil, 0), "subscribe")
@@ -131,6 +145,23 @@ public final class Socket: Sendable {
         return try await receiveAIO(pool: aios, timeout: timeout ?? options.defaultTimeout, operation: "receive") { nng_recv_aio(socket, $0) }
     }
 
+    /// Connections (nng pipes) currently established.
+    public var connectionCount: Int { max(links.count.load(ordering: .acquiring), 0) }
+
+    /// Waits until no peer is connected, or `timeout` passes; returns whether it got there.
+    ///
+    /// For orderly teardown: nng 1.5.2 can hang in `nng_close` on a dialing socket whose peer
+    /// closed its listener first (the dialer starts reconnecting while it is being closed).
+    /// A listening side that waits here until its peers hung up avoids that race.
+    public func waitUntilDisconnected(timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while connectionCount > 0 {
+            if ContinuousClock.now >= deadline || Task.isCancelled { return false }
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+        return true
+    }
+
     /// Whether a non-blocking attempt failed only because it could not complete at once. nng
     /// reports that as NNG_EAGAIN, or sometimes as NNG_ETIMEDOUT (its zero-timeout aio can
     /// expire first; nanomsg/nng#1365): both mean "take the slow path", never "timed out".
@@ -154,6 +185,23 @@ public final class Socket: Sendable {
         var port: Int32 = 0
         try check(nng_listener_get_int(listener.raw, NNG_OPT_TCP_BOUND_PORT, &port), "bound port", address: listener.address)
         return Int(port)
+    }
+}
+
+/// Established connections of one socket. nng does not retain it: the socket does, and nng
+/// calls no pipe callback after `nng_close` returned.
+final class LinkCounter: Sendable {
+    let count = Atomic<Int>(0)
+}
+
+/// nng calls this on its own thread (file scope: see `aioCompleted`).
+private func linkEvent(_ pipe: nng_pipe, _ event: nng_pipe_ev, _ arg: UnsafeMutableRawPointer?) {
+    guard let arg else { return }
+    let counter = Unmanaged<LinkCounter>.fromOpaque(arg).takeUnretainedValue()
+    if event == NNG_PIPE_EV_ADD_POST {
+        counter.count.add(1, ordering: .acquiringAndReleasing)
+    } else if event == NNG_PIPE_EV_REM_POST {
+        counter.count.subtract(1, ordering: .acquiringAndReleasing)
     }
 }
 

@@ -112,6 +112,7 @@ do {
                 try await group.allreduce(values.buffer)
                 result = values.array
             }
+            try await group.close()
             print("result \(Authentication.sha256Hex(result.withUnsafeBytes { Array($0) }))")
             for i in [0, 1, length / 2, length - 1] where i >= 0 && i < length { print("value \(i) \(result[i])") }
             fflush(nil)

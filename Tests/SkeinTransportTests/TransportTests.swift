@@ -146,6 +146,25 @@ struct TransportTests {
         #expect(throws: TransportError(.closed, operation: "receive")) { try result.get() }
     }
 
+    @Test("a listener sees its peer connect and hang up (orderly teardown)")
+    func disconnectIsSeen() async throws {
+        let address = TemporaryDirectory.ipcAddress()
+        let listener = try Socket(.pair)
+        try listener.listen(address)
+        #expect(listener.connectionCount == 0)
+        let dialer = try Socket(.pair)
+        try dialer.dial(address)
+        try await dialer.send(Message(bytes: [1, 2, 3]), timeout: .seconds(5))
+        _ = try await listener.receive(timeout: .seconds(5))
+        #expect(listener.connectionCount == 1)
+        // Still connected: waiting gives up at the deadline.
+        #expect(await listener.waitUntilDisconnected(timeout: .milliseconds(50)) == false)
+        dialer.close()
+        #expect(await listener.waitUntilDisconnected(timeout: .seconds(5)))
+        #expect(listener.connectionCount == 0)
+        listener.close()
+    }
+
     @Test("the dialer reconnects after the listening process restarts")
     func reconnect() async throws {
         let address = TemporaryDirectory.ipcAddress()

@@ -31,3 +31,4 @@ for bytes in sizes {
         fflush(nil)
     }
 }
+try await group.close()
