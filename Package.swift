@@ -46,7 +46,7 @@ let package = Package(
             "SkeinSearch", "SkeinStore", "SkeinTransport", "SkeinConfig", "SkeinWire", .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "SkeinWorker", dependencies: [
-            "SkeinTrain", "SkeinTensor", "SkeinTransport", "SkeinConfig", "SkeinSearch", "SkeinWire",
+            "SkeinTrain", "SkeinTensor", "SkeinTransport", "SkeinCollective", "SkeinConfig", "SkeinSearch", "SkeinWire",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Config files: YAML decoding with file/line/field errors, validation of every problem.

@@ -70,14 +70,20 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
 /// Reduces gradients across the ranks of a data-parallel group. The default does nothing
 /// (one rank). It receives this rank's gradient, already divided by the global batch size,
 /// and must leave the group's sum in place.
-public protocol GradientReducer {
-    mutating func reduce(_ gradients: FloatBuffer) throws
+public protocol GradientReducer: AnyObject {
+    func reduce(_ gradients: FloatBuffer) throws
+    /// Sums a few totals (an epoch's loss sum, rows, correct predictions) across the group.
+    func reduceTotals(_ totals: FloatBuffer) throws
+}
+
+extension GradientReducer {
+    public func reduceTotals(_ totals: FloatBuffer) throws { try reduce(totals) }
 }
 
 /// The reducer of a single-rank run.
-public struct LocalReducer: GradientReducer {
+public final class LocalReducer: GradientReducer {
     public init() {}
-    public mutating func reduce(_ gradients: FloatBuffer) throws {}
+    public func reduce(_ gradients: FloatBuffer) throws {}
 }
 
 /// Trains a network on a data set, step by step, deterministically: the same seed gives the
@@ -149,7 +155,7 @@ public final class Trainer {
     public var isFinished: Bool { epoch >= settings.epochs }
 
     /// Runs the next optimiser step; `reducer` combines gradients across a group.
-    public func step(reducer: inout some GradientReducer) throws -> StepReport {
+    public func step(reducer: any GradientReducer) throws -> StepReport {
         precondition(!isFinished, "training already finished")
         if orderEpoch != epoch {
             order = Permutation.epochOrder(count: data.count, seed: seed, epoch: epoch)
@@ -189,8 +195,7 @@ public final class Trainer {
 
     /// Single-rank convenience.
     public func step() throws -> StepReport {
-        var local = LocalReducer()
-        return try step(reducer: &local)
+        try step(reducer: LocalReducer())
     }
 
     private func gather(_ rows: ArraySlice<Int>) {

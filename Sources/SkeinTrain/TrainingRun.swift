@@ -1,4 +1,5 @@
 import Foundation
+import SkeinTensor
 
 /// One epoch's metrics.
 public struct EpochReport: Sendable {
@@ -7,6 +8,7 @@ public struct EpochReport: Sendable {
     public var trainAccuracy: Double?
     public var validation: Evaluation?
     public var test: Evaluation?
+    /// Training time of the epoch (steps and gradient reduction; evaluation not included).
     public var seconds: Double
 }
 
@@ -20,19 +22,33 @@ public enum TrainingEvent: Sendable {
 /// Drives a `Trainer` through a `TrainConfig`: epochs, per-step and per-epoch metrics,
 /// evaluation on the validation and test sets, and checkpoints. Shared by `skein train` and
 /// built-in sweep trials.
+///
+/// As rank `rank` of a data-parallel group of `world`, it trains on its slice of every global
+/// batch and `reducer` sums the gradients across the group; every rank then holds the same
+/// parameters, so only rank 0 evaluates and writes checkpoint files.
 public final class TrainingRun {
     public let config: TrainConfig
     public let splits: DataSplits
     public let trainer: Trainer
+    public var rank: Int { trainer.rank }
+    public var world: Int { trainer.world }
+    private let reducer: any GradientReducer
 
-    public init(config: TrainConfig, splits: DataSplits? = nil) throws(TrainError) {
+    public init(config: TrainConfig, splits: DataSplits? = nil, rank: Int = 0, world: Int = 1,
+                reducer: any GradientReducer = LocalReducer()) throws(TrainError) {
         try config.validate()
         self.config = config
         let data: DataSplits
         if let splits { data = splits } else { data = try DataSource.load(config.data, seed: config.seed) }
         self.splits = data
         let (network, loss) = try config.model.build(inputs: data.train.featureCount, outputs: data.train.outputCount)
-        trainer = try Trainer(network: network, loss: loss, settings: config.training, data: data.train, seed: config.seed)
+        guard world >= 1, rank >= 0, rank < world else { throw .invalidConfig("rank \(rank) of a group of \(world)") }
+        guard config.training.batchSize >= world else {
+            throw .invalidConfig("training.batch_size \(config.training.batchSize) is smaller than the group (\(world) ranks)")
+        }
+        trainer = try Trainer(network: network, loss: loss, settings: config.training, data: data.train, seed: config.seed,
+                              rank: rank, world: world)
+        self.reducer = reducer
     }
 
     /// Continues from a checkpoint file.
@@ -55,7 +71,7 @@ public final class TrainingRun {
     public func run(shouldStop: () -> Bool = { false }, policy: CheckpointPolicy? = nil, onCheckpoint: (Checkpoint) -> Void = { _ in },
                     onEvent: (TrainingEvent) -> Void = { _ in }) throws -> EpochReport? {
         var last: EpochReport?
-        var start = Date()
+        var trainingSeconds = 0.0
         var lastCheckpoint = Date()
         while !trainer.isFinished {
             if shouldStop() { break }
@@ -64,32 +80,42 @@ public final class TrainingRun {
                 onCheckpoint(trainer.checkpoint())
                 lastCheckpoint = Date()
             }
-            let r = try trainer.step()
+            let stepStart = Date()
+            let r = try trainer.step(reducer: reducer)
+            trainingSeconds += Date().timeIntervalSince(stepStart)
             if (r.globalStep + 1) % config.training.logEvery == 0 { onEvent(.step(r)) }
             if config.checkpoint.everySteps > 0, (r.globalStep + 1) % config.checkpoint.everySteps == 0, !r.endedEpoch {
                 try writeCheckpoint(onEvent)
             }
             if r.endedEpoch {
                 let isClassification = trainer.network.outputCount > 1 || trainer.loss == .softmaxCrossEntropy
+                let evaluates = rank == 0
+                var (lossSum, rows, correct) = (r.epochLossSum, Double(r.epochRows), Double(r.epochCorrect))
+                if world > 1 {
+                    // The epoch's training metrics cover the whole batch, not this rank's slice.
+                    let totals = FloatBuffer([Float(lossSum), Float(rows), Float(correct)])
+                    try reducer.reduceTotals(totals)
+                    (lossSum, rows, correct) = (Double(totals.pointer[0]), Double(totals.pointer[1]), Double(totals.pointer[2]))
+                }
                 let report = EpochReport(
-                    epoch: r.epoch + 1, trainLoss: r.epochLossSum / Double(max(r.epochRows, 1)),
-                    trainAccuracy: isClassification && trainer.loss == .softmaxCrossEntropy ? Double(r.epochCorrect) / Double(max(r.epochRows, 1)) : nil,
-                    validation: splits.validation.map { trainer.evaluate($0) },
-                    test: splits.test.map { trainer.evaluate($0) },
-                    seconds: Date().timeIntervalSince(start))
+                    epoch: r.epoch + 1, trainLoss: lossSum / max(rows, 1),
+                    trainAccuracy: isClassification && trainer.loss == .softmaxCrossEntropy ? correct / max(rows, 1) : nil,
+                    validation: evaluates ? splits.validation.map { trainer.evaluate($0) } : nil,
+                    test: evaluates ? splits.test.map { trainer.evaluate($0) } : nil,
+                    seconds: trainingSeconds)
                 onEvent(.epoch(report))
                 last = report
                 if (r.epoch + 1) % max(config.checkpoint.everyEpochs, 1) == 0 || trainer.isFinished {
                     try writeCheckpoint(onEvent)
                 }
-                start = Date()
+                trainingSeconds = 0
             }
         }
         return last
     }
 
     private func writeCheckpoint(_ onEvent: (TrainingEvent) -> Void) throws(TrainError) {
-        guard let dir = config.checkpoint.directory else { return }
+        guard let dir = config.checkpoint.directory, rank == 0 else { return }
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         } catch {

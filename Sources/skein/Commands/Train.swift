@@ -2,7 +2,9 @@ import ArgumentParser
 import Foundation
 import SkeinTensor
 import SkeinTrain
+import SkeinCollective
 import SkeinConfig
+import SkeinWorker
 
 /// `skein train CONFIG.yaml`: trains one model locally.
 struct Train: ParsableCommand {
@@ -27,24 +29,65 @@ struct Train: ParsableCommand {
     @Flag(help: "Print one JSON object per epoch instead of the progress display.")
     var json = false
 
+    @Option(help: "Data-parallel on this machine: start this many ranks (processes), 1 BLAS thread each unless --threads says otherwise.")
+    var ranks: Int?
+
+    @Option(help: "Data-parallel: this process's rank (0 prints and evaluates). Needs --peers.")
+    var rank: Int?
+
+    @Option(help: "Data-parallel: every rank's address, comma-separated, in rank order (ipc://PATH or tcp://HOST:PORT).")
+    var peers: String?
+
+    @Option(help: "Data-parallel: seconds a rank waits for a silent peer before the run fails naming it.")
+    var peerTimeout: Double = 30
+
     func run() throws {
+        if let ranks, rank == nil {
+            guard ranks >= 1 else { throw CLIError("--ranks must be at least 1 (got \(ranks))") }
+            if ranks > 1 { return try launchLocalRanks(ranks) }
+        }
         var cfg = try cli { () throws(ConfigError) in try YAMLConfig.loadTrainConfig(config) }
         if let checkpointDir { cfg.checkpoint.directory = checkpointDir }
         if let epochs { cfg.training.epochs = epochs }
         if let threads { BLAS.setThreadCount(threads) }
-        let run = try cli { () throws(TrainError) in try TrainingRun(config: cfg) }
+        var rank = 0, world = 1
+        var reducer: RingReducer?
+        if let r = self.rank {
+            guard let peers, !peers.isEmpty else { throw CLIError("--rank needs --peers (every rank's address, in rank order)") }
+            let addresses = peers.split(separator: ",").map(String.init)
+            guard r >= 0, r < addresses.count else { throw CLIError("--rank \(r) is outside --peers (\(addresses.count) addresses)") }
+            rank = r; world = addresses.count
+            if threads == nil && ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == nil { BLAS.setThreadCount(1) }
+            let timeout = Duration.milliseconds(Int(peerTimeout * 1000))
+            // The epoch ties the group to this config and seed: a rank started for another run is refused.
+            let epoch = UInt64(truncatingIfNeeded: cfg.seed &* 1_000_003 &+ UInt64(world))
+            let group = try cli { () throws(CollectiveError) in
+                try runBlocking { () throws(CollectiveError) in try await RingGroup(rank: r, addresses: addresses, epoch: epoch, timeout: timeout) }
+            }
+            reducer = RingReducer(group: group)
+        }
+        let quiet = rank > 0
+        let run = try cli { () throws(TrainError) in
+            try TrainingRun(config: cfg, rank: rank, world: world, reducer: reducer ?? LocalReducer())
+        }
         if let resume {
             try cli { () throws(TrainError) in try run.resume(from: resume) }
             print("resumed from \(resume) at epoch \(run.trainer.epoch), step \(run.trainer.globalStep)")
         }
         let t = run.trainer
-        if !json {
+        if !json && !quiet {
             print("model \(t.network.layers.map(\.description).joined(separator: " ")) · \(t.network.parameterCount) parameters")
             print("data  \(run.splits.train.name) \(run.splits.train.count) rows" +
                   (run.splits.validation.map { ", validation \($0.count)" } ?? "") + (run.splits.test.map { ", test \($0.count)" } ?? ""))
+            if world > 1 { print("data-parallel: \(world) ranks, global batch \(cfg.training.batchSize)") }
         }
-        let progress = ProgressLine(enabled: !json && isatty(1) != 0)
+        let progress = ProgressLine(enabled: !json && !quiet && isatty(1) != 0)
+        var lastCommunication = 0.0
+        defer {
+            if let group = reducer?.group { try? runBlocking { () throws(CollectiveError) in try await group.close() } }
+        }
         try run.run(onEvent: { event in
+            if quiet { return }
             switch event {
             case let .step(r):
                 progress.show("epoch \(r.epoch + 1)/\(cfg.training.epochs) step \(r.stepInEpoch + 1)/\(t.stepsPerEpoch) loss \(fmt(r.loss)) lr \(fmt(Double(r.learningRate)))")
@@ -52,6 +95,7 @@ struct Train: ParsableCommand {
                 progress.clear()
                 if json {
                     var o: [String: Any] = ["epoch": e.epoch, "train_loss": e.trainLoss, "seconds": e.seconds]
+                    if let reducer { o["communication_seconds"] = reducer.communicationSeconds - lastCommunication }
                     if let a = e.trainAccuracy { o["train_accuracy"] = a }
                     if let v = e.validation { o["val_loss"] = v.loss; if let a = v.accuracy { o["val_accuracy"] = a } }
                     if let v = e.test { o["test_loss"] = v.loss; if let a = v.accuracy { o["test_accuracy"] = a } }
@@ -63,12 +107,43 @@ struct Train: ParsableCommand {
                     if let v = e.validation { line += "  val loss \(fmt(v.loss))" + (v.accuracy.map { " acc \(fmt($0))" } ?? "") }
                     if let v = e.test { line += "  test loss \(fmt(v.loss))" + (v.accuracy.map { " acc \(fmt($0))" } ?? "") }
                     line += "  \(String(format: "%.2f", e.seconds))s"
+                    if let reducer { line += String(format: " (allreduce %.2fs)", reducer.communicationSeconds - lastCommunication) }
                     print(line)
                 }
+                lastCommunication = reducer?.communicationSeconds ?? 0
             case let .checkpoint(path, _):
                 if !json { progress.clear(); print("checkpoint \(path)") }
             }
         })
+    }
+}
+
+extension Train {
+    /// `--ranks N`: starts N copies of this command as ranks 0…N−1 linked over ipc:// in a
+    /// temporary directory, passes rank 0's output through, and fails if any rank fails.
+    func launchLocalRanks(_ n: Int) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("skein-ranks-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let peers = (0..<n).map { "ipc://\(dir)/rank-\($0).ipc" }.joined(separator: ",")
+        var base = Array(CommandLine.arguments.dropFirst())
+        if let i = base.firstIndex(of: "--ranks") { base.removeSubrange(i...min(i + 1, base.count - 1)) }
+        base.removeAll { $0.hasPrefix("--ranks=") }
+        var children: [Process] = []
+        for r in 0..<n {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Bundle.main.executablePath ?? CommandLine.arguments[0])
+            p.arguments = base + ["--rank", String(r), "--peers", peers]
+            if r > 0 { p.standardOutput = FileHandle.nullDevice }
+            try p.run()
+            children.append(p)
+        }
+        var failed: [Int] = []
+        for (r, p) in children.enumerated() {
+            p.waitUntilExit()
+            if p.terminationStatus != 0 { failed.append(r) }
+        }
+        if !failed.isEmpty { throw CLIError("data-parallel run failed on rank(s) \(failed.map(String.init).joined(separator: ", "))") }
     }
 }
 
