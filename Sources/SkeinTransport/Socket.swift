@@ -139,8 +139,10 @@ public final class Socket: Sendable {
     /// Receives the next message. A nil `timeout` means `Options.defaultTimeout`.
     public func receive(timeout: Duration? = nil) async throws(TransportError) -> Message {
         // No non-blocking fast path here: nng 1.5.2's zero-timeout receive can lose a message
-        // that arrives while it expires (seen as 1 stalled ring allreduce in ~12 runs; none in
-        // 20 after removing it). Sends keep their fast path: a failed one returns the message.
+        // that arrives while it expires. Re-checked 2026-11-22 after the ring stall turned out
+        // to be something else: with the fast path back, the req/rep latency benchmark lost a
+        // reply (a 60 s timeout) in its first run. Sends keep their fast path: a failed one
+        // returns the message.
         let socket = raw
         return try await receiveAIO(pool: aios, timeout: timeout ?? options.defaultTimeout, operation: "receive") { nng_recv_aio(socket, $0) }
     }
