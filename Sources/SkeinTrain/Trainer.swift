@@ -98,8 +98,8 @@ public final class Trainer {
     public let settings: TrainingSettings
     public let data: Dataset
     public let seed: UInt64
-    public let rank: Int
-    public let world: Int
+    public private(set) var rank: Int
+    public private(set) var world: Int
 
     public private(set) var epoch = 0
     public private(set) var stepInEpoch = 0
@@ -249,6 +249,18 @@ public final class Trainer {
         let isClassification = if case .classes = set.targets { true } else { false }
         return Evaluation(loss: total / Double(max(set.count, 1)),
                           accuracy: isClassification ? Double(correct) / Double(max(set.count, 1)) : nil, count: set.count)
+    }
+
+    /// Continues as rank `rank` of a re-formed group of `world` (after a rank was lost): later
+    /// steps split each global batch over the new group. Call after every rank restored the same
+    /// state. The epoch's running totals stay with rank 0 only, so the group's sum does not
+    /// count them twice (the lost rank's share of the interrupted epoch is gone).
+    public func regroup(rank: Int, world: Int) {
+        precondition(world >= 1 && rank >= 0 && rank < world)
+        self.rank = rank
+        self.world = world
+        dropoutRNG = Xoshiro256(seed: Seed.derive(seed, Seed.label("dropout"), UInt64(rank), UInt64(globalStep), UInt64(world)))
+        if rank != 0 { epochLossSum = 0; epochRows = 0; epochCorrect = 0 }
     }
 
     /// The whole training state.

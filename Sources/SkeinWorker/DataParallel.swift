@@ -28,7 +28,8 @@ public func runBlocking<T: Sendable, E: Error>(_ work: @escaping @Sendable () as
 /// group's sum is the gradient of the whole batch; the order of additions is fixed by the
 /// world size, so every rank gets identical bits and repeated runs are identical.
 public final class RingReducer: GradientReducer {
-    public let group: RingGroup
+    /// Replaced when the group re-forms after losing a rank.
+    public var group: RingGroup
     /// Seconds spent in the allreduce (communication plus waiting for the slowest rank).
     public private(set) var communicationSeconds = 0.0
 
@@ -48,4 +49,37 @@ public final class RingReducer: GradientReducer {
 struct GradientSlot: @unchecked Sendable {
     let buffer: UnsafeMutableBufferPointer<Float>
     init(_ b: UnsafeMutableBufferPointer<Float>) { buffer = b }
+}
+
+/// Brings every rank of a (re-formed) group to the same training state: rank 0's, sent down the
+/// ring as checkpoint bytes. After a rank was lost mid-step, the survivors may stand one step
+/// apart (the allreduce may have finished on some ranks and not on others); the caller makes
+/// the most advanced survivor rank 0. Then every rank continues as its new rank and world.
+public func resynchronize(_ trainer: Trainer, over group: RingGroup) throws {
+    let count = FloatBuffer(count: 1)
+    var payload = FloatBuffer(count: 0)
+    if group.rank == 0 {
+        let bytes = trainer.checkpoint().encoded()
+        payload = FloatBuffer(count: (bytes.count + 3) / 4 + 1)
+        payload.pointer[0] = Float(bytes.count % 4) // bytes used in the last float (0: all four)
+        UnsafeMutableRawPointer(payload.pointer + 1).copyMemory(from: bytes, byteCount: bytes.count)
+        // Sent as a float: exact up to 2^24 floats (a 64 MiB state), checked.
+        guard payload.count < 1 << 24 else { throw TrainError.invalidModel("training state of \(bytes.count) bytes is too large to resynchronise") }
+        count.pointer[0] = Float(payload.count)
+    }
+    let c = GradientSlot(count.buffer)
+    try runBlocking { () throws(CollectiveError) in try await group.broadcast(c.buffer) }
+    let floats = Int(count.pointer[0])
+    if group.rank != 0 {
+        payload = FloatBuffer(count: floats)
+    }
+    let p = GradientSlot(payload.buffer)
+    try runBlocking { () throws(CollectiveError) in try await group.broadcast(p.buffer) }
+    if group.rank != 0 {
+        let tail = Int(payload.pointer[0])
+        let byteCount = (floats - 1) * 4 - (tail == 0 ? 0 : 4 - tail)
+        let bytes = [UInt8](UnsafeRawBufferPointer(start: UnsafeRawPointer(payload.pointer + 1), count: byteCount))
+        try trainer.restore(Checkpoint.decode(bytes, path: "state from the group's rank 0"))
+    }
+    trainer.regroup(rank: group.rank, world: group.world)
 }

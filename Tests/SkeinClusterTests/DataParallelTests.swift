@@ -53,6 +53,29 @@ struct DataParallelTests {
         #expect((dp.last?["communication_seconds"] ?? 0) > 0)
     }
 
+    @Test("kill -9 a rank mid-training: the survivors re-form the group, keep their processes and finish", arguments: [0, 2])
+    func killedRankRegroups(victim: Int) async throws {
+        let dir = try TemporaryDirectory.make(prefix: "dpkill")
+        let cfg = try config(in: dir)
+        let p = try ChildProcess("skein", ["train", cfg, "--ranks", "3", "--peer-timeout", "1", "--epochs", "30"])
+        _ = try await p.waitForLine(startingWith: "epoch 3/", timeout: .seconds(120))
+        let pidLine = try #require(p.log.split(separator: "\n").first { $0.hasPrefix("rank \(victim): pid ") })
+        let pid = try #require(Int32(pidLine.split(separator: " ").last!))
+        kill(pid, SIGKILL)
+        let killed = ContinuousClock.now
+        let status = try await p.waitForExit(timeout: .seconds(180))
+        #expect(status == 0, "\(p.output) \(p.log)")
+        #expect(p.output.contains { $0.hasPrefix("group re-formed: 2 ranks") }, "\(p.output)")
+        #expect(p.log.contains("finished with 2 of 3 ranks"), "\(p.log)")
+        // Every epoch was reported once, and training went on to a sensible model.
+        let epochs = p.output.filter { $0.hasPrefix("epoch ") }
+        #expect(epochs.count == 30, "\(epochs)")
+        let last = try #require(epochs.last)
+        let acc = Double(last.components(separatedBy: "test loss ").last!.split(separator: " ")[2]) ?? 0
+        #expect(acc > 0.75, "\(last)")
+        #expect(ContinuousClock.now - killed < .seconds(120))
+    }
+
     @Test("a rank whose peer never shows up fails within the peer timeout, naming the rank")
     func missingPeer() async throws {
         let dir = try TemporaryDirectory.make(prefix: "dpmissing")

@@ -41,6 +41,10 @@ struct Train: ParsableCommand {
     @Option(help: "Data-parallel: seconds a rank waits for a silent peer before the run fails naming it.")
     var peerTimeout: Double = 30
 
+    @Option(help: .hidden) var groupEpoch: UInt64?
+    /// Set by `--ranks`: on a failed collective, report it and wait on stdin for the re-formed group.
+    @Flag(help: .hidden) var supervised = false
+
     func run() throws {
         if let ranks, rank == nil {
             guard ranks >= 1 else { throw CLIError("--ranks must be at least 1 (got \(ranks))") }
@@ -60,13 +64,12 @@ struct Train: ParsableCommand {
             if threads == nil && ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == nil { BLAS.setThreadCount(1) }
             let timeout = Duration.milliseconds(Int(peerTimeout * 1000))
             // The epoch ties the group to this config and seed: a rank started for another run is refused.
-            let epoch = UInt64(truncatingIfNeeded: cfg.seed &* 1_000_003 &+ UInt64(world))
+            let epoch = groupEpoch ?? UInt64(truncatingIfNeeded: cfg.seed &* 1_000_003 &+ UInt64(world))
             let group = try cli { () throws(CollectiveError) in
                 try runBlocking { () throws(CollectiveError) in try await RingGroup(rank: r, addresses: addresses, epoch: epoch, timeout: timeout) }
             }
             reducer = RingReducer(group: group)
         }
-        let quiet = rank > 0
         let run = try cli { () throws(TrainError) in
             try TrainingRun(config: cfg, rank: rank, world: world, reducer: reducer ?? LocalReducer())
         }
@@ -75,19 +78,22 @@ struct Train: ParsableCommand {
             print("resumed from \(resume) at epoch \(run.trainer.epoch), step \(run.trainer.globalStep)")
         }
         let t = run.trainer
-        if !json && !quiet {
+        if !json && rank == 0 {
             print("model \(t.network.layers.map(\.description).joined(separator: " ")) · \(t.network.parameterCount) parameters")
             print("data  \(run.splits.train.name) \(run.splits.train.count) rows" +
                   (run.splits.validation.map { ", validation \($0.count)" } ?? "") + (run.splits.test.map { ", test \($0.count)" } ?? ""))
             if world > 1 { print("data-parallel: \(world) ranks, global batch \(cfg.training.batchSize)") }
         }
-        let progress = ProgressLine(enabled: !json && !quiet && isatty(1) != 0)
+        let progress = ProgressLine(enabled: !json && rank == 0 && isatty(1) != 0)
         var lastCommunication = 0.0
         defer {
             if let group = reducer?.group { try? runBlocking { () throws(CollectiveError) in try await group.close() } }
         }
+        var retired: [RingGroup] = []
+        while true {
+        do {
         try run.run(onEvent: { event in
-            if quiet { return }
+            if t.rank > 0 { return }
             switch event {
             case let .step(r):
                 progress.show("epoch \(r.epoch + 1)/\(cfg.training.epochs) step \(r.stepInEpoch + 1)/\(t.stepsPerEpoch) loss \(fmt(r.loss)) lr \(fmt(Double(r.learningRate)))")
@@ -114,7 +120,35 @@ struct Train: ParsableCommand {
             case let .checkpoint(path, _):
                 if !json { progress.clear(); print("checkpoint \(path)") }
             }
+            fflush(nil) // a pipe (the --ranks launcher, a log collector) sees each line as it happens
         })
+        break
+        } catch let failure as CollectiveError where supervised {
+            // A rank was lost (or is silent): tell the launcher how far this rank got, take the
+            // re-formed group it sends back, and continue from the most advanced survivor's state.
+            // The old group is kept, not closed: closing a link whose peer died can hang nng 1.5.2.
+            print("@skein failed \(t.globalStep) \(failure)")
+            fflush(nil)
+            guard let line = readLine(), case let parts = line.split(separator: " "), parts.count == 4, parts[0] == "group",
+                  let epoch = UInt64(parts[1]), let newRank = Int(parts[2]) else {
+                throw CLIError("rank \(t.rank): the group failed (\(failure)) and no new group came")
+            }
+            let addresses = parts[3].split(separator: ",").map(String.init)
+            let timeout = Duration.milliseconds(Int(peerTimeout * 1000))
+            let group = try cli { () throws(CollectiveError) in
+                try runBlocking { () throws(CollectiveError) in
+                    try await RingGroup(rank: newRank, addresses: addresses, epoch: epoch, timeout: timeout)
+                }
+            }
+            if let old = reducer?.group { retired.append(old) }
+            reducer?.group = group
+            try resynchronize(t, over: group)
+            lastCommunication = reducer?.communicationSeconds ?? 0
+            if t.rank == 0 && !json { print("group re-formed: \(t.world) ranks, continuing at step \(t.globalStep)") }
+            fflush(nil)
+        }
+        }
+        _ = retired
     }
 }
 
@@ -125,25 +159,106 @@ extension Train {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("skein-ranks-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let peers = (0..<n).map { "ipc://\(dir)/rank-\($0).ipc" }.joined(separator: ",")
         var base = Array(CommandLine.arguments.dropFirst())
         if let i = base.firstIndex(of: "--ranks") { base.removeSubrange(i...min(i + 1, base.count - 1)) }
         base.removeAll { $0.hasPrefix("--ranks=") }
-        var children: [Process] = []
+        let supervisor = RankSupervisor(directory: dir, executable: Bundle.main.executablePath ?? CommandLine.arguments[0], arguments: base)
+        try supervisor.run(ranks: n)
+    }
+}
+
+/// Runs the ranks of `skein train --ranks N` and re-forms the group when one is lost: the
+/// survivors keep their processes, report how far they got, and continue as a smaller group
+/// from the most advanced survivor's state (same global batch, split over fewer ranks).
+final class RankSupervisor: @unchecked Sendable {
+    // @unchecked Sendable: all mutable state is behind `lock`; reader threads and termination
+    // handlers only post events.
+    let directory: String, executable: String, arguments: [String]
+    private let lock = NSCondition()
+    private var events: [Event] = []
+    enum Event { case line(Int, String), exited(Int, Int32) }
+    final class Member {
+        let process: Process, input: FileHandle
+        var rank: Int
+        var failedAt: Int?
+        var status: Int32?
+        init(process: Process, input: FileHandle, rank: Int) { self.process = process; self.input = input; self.rank = rank }
+    }
+
+    init(directory: String, executable: String, arguments: [String]) {
+        self.directory = directory; self.executable = executable; self.arguments = arguments
+    }
+
+    private func post(_ e: Event) { lock.lock(); events.append(e); lock.signal(); lock.unlock() }
+
+    private func peers(epoch: UInt64, count: Int) -> String {
+        (0..<count).map { "ipc://\(directory)/e\(epoch)-rank-\($0).ipc" }.joined(separator: ",")
+    }
+
+    func run(ranks n: Int) throws {
+        var epoch = UInt64.random(in: 1...UInt64(UInt32.max)) << 8
+        var members: [Member] = []
+        let list = peers(epoch: epoch, count: n)
         for r in 0..<n {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: Bundle.main.executablePath ?? CommandLine.arguments[0])
-            p.arguments = base + ["--rank", String(r), "--peers", peers]
-            if r > 0 { p.standardOutput = FileHandle.nullDevice }
+            let p = Process(), stdout = Pipe(), stdin = Pipe()
+            p.executableURL = URL(fileURLWithPath: executable)
+            p.arguments = arguments + ["--rank", String(r), "--peers", list, "--group-epoch", String(epoch), "--supervised"]
+            p.standardOutput = stdout
+            p.standardInput = stdin
+            let index = r
+            p.terminationHandler = { [self] proc in post(.exited(index, proc.terminationStatus)) }
             try p.run()
-            children.append(p)
+            FileHandle.standardError.write(Data("rank \(r): pid \(p.processIdentifier)\n".utf8))
+            members.append(Member(process: p, input: stdin.fileHandleForWriting, rank: r))
+            let reader = stdout.fileHandleForReading
+            Thread.detachNewThread { [self] in
+                var pending = Data()
+                while case let chunk = reader.availableData, !chunk.isEmpty {
+                    pending.append(chunk)
+                    while let nl = pending.firstIndex(of: 10) {
+                        post(.line(index, String(decoding: pending[pending.startIndex..<nl], as: UTF8.self)))
+                        pending.removeSubrange(pending.startIndex...nl)
+                    }
+                }
+            }
         }
-        var failed: [Int] = []
-        for (r, p) in children.enumerated() {
-            p.waitUntilExit()
-            if p.terminationStatus != 0 { failed.append(r) }
+        while members.contains(where: { $0.status == nil }) {
+            lock.lock()
+            while events.isEmpty { lock.wait() }
+            let batch = events
+            events = []
+            lock.unlock()
+            for e in batch {
+                switch e {
+                case let .line(i, text):
+                    if text.hasPrefix("@skein failed ") {
+                        members[i].failedAt = Int(text.split(separator: " ")[2])
+                    } else if members[i].rank == 0 && members[i].status == nil {
+                        print(text)
+                        fflush(nil)
+                    }
+                case let .exited(i, status):
+                    members[i].status = status
+                }
+            }
+            // Re-form once every live rank has reported its failed collective.
+            let live = members.filter { $0.status == nil }
+            if !live.isEmpty, live.allSatisfy({ $0.failedAt != nil }) {
+                epoch += 1
+                let order = live.enumerated().sorted { ($0.element.failedAt!, -$0.offset) > ($1.element.failedAt!, -$1.offset) }.map(\.element)
+                let list = peers(epoch: epoch, count: order.count)
+                FileHandle.standardError.write(Data("skein: a rank was lost; re-forming the group with \(order.count) rank(s) at step \(order[0].failedAt!)\n".utf8))
+                for (r, m) in order.enumerated() {
+                    m.rank = r
+                    m.failedAt = nil
+                    m.input.write(Data("group \(epoch) \(r) \(list)\n".utf8))
+                }
+            }
         }
-        if !failed.isEmpty { throw CLIError("data-parallel run failed on rank(s) \(failed.map(String.init).joined(separator: ", "))") }
+        let ok = members.filter { $0.status == 0 }
+        let lost = members.filter { $0.status != 0 }.map { String($0.process.processIdentifier) }
+        guard !ok.isEmpty else { throw CLIError("data-parallel run failed: every rank exited with an error") }
+        if !lost.isEmpty { FileHandle.standardError.write(Data("skein: finished with \(ok.count) of \(members.count) ranks (lost: pid \(lost.joined(separator: ", ")))\n".utf8)) }
     }
 }
 
