@@ -83,12 +83,12 @@ public final class RingGroup: @unchecked Sendable {
     /// acknowledgement (the rank ahead consumed all of ours). Then it hangs up its dialing
     /// link, and closes its listening link only after the rank behind hung up: that rank got
     /// our acknowledgement, and a listener never closes under a dialer (an nng 1.5.2 hang,
-    /// see `Socket.waitUntilDisconnected`). The sockets are closed whatever happens.
+    /// see `Socket.waitUntilDisconnected`). If the handshake fails, the sockets stay open
+    /// (closing a link to a vanished peer can hang in nng 1.5.2); keep or drop the group.
     public func close() async throws(CollectiveError) {
         guard let next, let prev, !closed else { return }
         closed = true
         sequence += 1
-        defer { next.close(); prev.close() }
         let none = UnsafeBufferPointer<Float>(start: nil, count: 0), nothing = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
         try await exchange(send: none, receive: nothing, tag: tag(phase: 4, step: 0), add: false)
         try await exchange(send: none, on: prev, to: prevRank, receive: nothing, on: next, from: nextRank, tag: tag(phase: 5, step: 0), add: false)
@@ -96,6 +96,7 @@ public final class RingGroup: @unchecked Sendable {
         if await !prev.waitUntilDisconnected(timeout: timeout) {
             throw .peerTimeout(rank: prevRank, operation: "close", seconds: seconds(timeout))
         }
+        prev.close()
     }
 
     private func tag(phase: UInt64, step: UInt64) -> UInt64 { (sequence << 16) | (phase << 12) | step }

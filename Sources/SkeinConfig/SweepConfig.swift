@@ -206,7 +206,7 @@ struct NodeReader {
 
     mutating func trialSpec(_ node: Node) -> TrialSpec? {
         let path = ["trial"]
-        guard let m = mapping(node, path, allowed: ["kind", "train", "command", "env", "timeout", "workers", "blas_threads", "checkpoint"]) else { return nil }
+        guard let m = mapping(node, path, allowed: ["kind", "train", "command", "env", "timeout", "workers", "peer_timeout", "blas_threads", "checkpoint"]) else { return nil }
         let kindName = string(m["kind"], path + ["kind"]) ?? "builtin"
         guard let kind = TrialSpec.Kind(rawValue: kindName) else {
             problem(m["kind"], path + ["kind"], "must be builtin, command or noop (got '\(kindName)')")
@@ -215,10 +215,11 @@ struct NodeReader {
         var spec = TrialSpec(kind: kind)
         spec.timeoutSeconds = duration(m["timeout"], path + ["timeout"])
         spec.workers = int(m["workers"], path + ["workers"], min: 1) ?? 1
-        if spec.workers > 1 {
-            // Refused rather than silently run on one worker.
-            problem(m["workers"], path + ["workers"], "data-parallel trials (workers > 1) are not available yet; use 1")
+        if spec.workers > 1 && kind != .builtin {
+            // Refused rather than silently run on one worker: only the built-in trainer splits batches.
+            problem(m["workers"], path + ["workers"], "data-parallel trials (workers > 1) need kind builtin")
         }
+        spec.peerTimeoutSeconds = duration(m["peer_timeout"], path + ["peer_timeout"]) ?? spec.peerTimeoutSeconds
         spec.blasThreads = int(m["blas_threads"], path + ["blas_threads"], min: 1) ?? 1
         if let c = m["checkpoint"], let cm = mapping(c, path + ["checkpoint"], allowed: ["every_steps", "every_seconds"]) {
             spec.checkpointEverySteps = int(cm["every_steps"], path + ["checkpoint", "every_steps"], min: 0) ?? 0

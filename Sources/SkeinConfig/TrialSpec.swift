@@ -19,6 +19,9 @@ public struct TrialSpec: Codable, Equatable, Sendable {
     public var timeoutSeconds: Double?
     /// Workers that train one trial together (data parallel); 1 for an ordinary trial.
     public var workers: Int
+    /// Data-parallel trials: how long a rank waits for a silent peer before the attempt ends
+    /// (it is then handed back and resumes from its checkpoint with a new group).
+    public var peerTimeoutSeconds: Double = 2
     /// The metric whose final value is the trial's objective (from the sweep's `objective`).
     public var objective: String
     /// OpenBLAS threads of a built-in trial. Part of the config because it changes the bits:

@@ -37,6 +37,20 @@ public actor Coordinator {
         var number: Int
         var worker: String?
         var adoptBy: Double
+        /// Workers of ranks 1… of a data-parallel trial (`worker` runs rank 0; a worker with
+        /// several ranks appears once per rank).
+        var members: [String] = []
+        /// Every worker holding this lease.
+        var holders: Set<String> { Set(members + (worker.map { [$0] } ?? [])) }
+    }
+
+    /// A data-parallel trial waiting for slots (gang scheduling): the pick it came from and
+    /// one worker per slot reserved so far. One at a time, first come first served: the
+    /// trials behind it wait too, so a wide group is never starved by narrow ones.
+    struct Formation: Sendable {
+        var pick: Scheduler.Pick
+        var needed: Int
+        var slots: [String]
     }
 
     let store: any RunStore
@@ -50,6 +64,9 @@ public actor Coordinator {
     private var nonces: [[UInt8]: Double] = [:]
     private var clientSessions: Set<String> = []
     private var draining = false
+    private var formation: Formation?
+    /// Rank assignments of formed groups, waiting for their worker's next work request.
+    private var outbox: [String: [Assignment]] = [:]
 
     public init(store: any RunStore, token: [UInt8], settings: Settings = Settings(), logger: Logger = Logger(label: "skein.coordinator"),
                 now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
@@ -219,8 +236,15 @@ public actor Coordinator {
                 running[lease.trialID] = r
                 registry.onLeaseGranted(lease, to: hb.workerID)
                 log.info("worker \(hb.workerID) still runs \(lease): adopted")
-            } else if r.worker != hb.workerID {
-                revoked.append(lease)
+            } else if !r.holders.contains(hb.workerID) {
+                if r.adoptBy.isFinite && groupSize(r.sweepID) > 1 {
+                    // Another rank of a recovered data-parallel attempt.
+                    r.members.append(hb.workerID)
+                    running[lease.trialID] = r
+                    registry.onLeaseGranted(lease, to: hb.workerID)
+                } else {
+                    revoked.append(lease)
+                }
             }
         }
         if !revoked.isEmpty { log.info("worker \(hb.workerID) told to stop revoked leases \(revoked)") }
@@ -235,9 +259,36 @@ public actor Coordinator {
         if draining || r.freeSlots == 0 { return .noWork(retry) }
         var batch: [Assignment] = []
         var creations: [(sweepID: Int64, trial: NewTrial)] = []
+        var free = Int(min(r.freeSlots, 64))
+        // Ranks of formed groups waiting for this worker go first.
+        if let waiting = outbox[r.workerID], !waiting.isEmpty {
+            let n = min(free, waiting.count)
+            batch += waiting.prefix(n)
+            outbox[r.workerID] = waiting.count > n ? Array(waiting.dropFirst(n)) : nil
+            free -= n
+        }
+        // Slots this worker has reserved for a forming group are not free.
+        free -= formation?.slots.filter { $0 == r.workerID }.count ?? 0
+        var taken = 0
         // One request fills all of a worker's free slots (one round trip, one transaction).
-        picking: while batch.count + creations.count < Int(min(r.freeSlots, 64)) {
-            switch scheduler.pick(now: t) {
+        picking: while taken < free {
+            let pick = scheduler.pick(now: t)
+            if case .nothing = pick { break picking }
+            if let width = pickWidth(pick), width > 1 {
+                if formation?.pick != pick { formation = Formation(pick: pick, needed: width, slots: []) }
+                let k = min(free - taken, width - formation!.slots.count)
+                formation!.slots += Array(repeating: r.workerID, count: k)
+                taken += k
+                guard formation!.slots.count == width else { break picking } // wait for more slots
+                let f = formation!
+                formation = nil
+                for a in try startGroup(f, now: t) {
+                    if a.rankWorker == r.workerID { batch.append(a.assignment) } else { outbox[a.rankWorker, default: []].append(a.assignment) }
+                }
+                continue picking
+            }
+            taken += 1
+            switch pick {
             case .nothing:
                 break picking
             case let .create(sweepID, number, params):
@@ -269,6 +320,58 @@ public actor Coordinator {
         let sweep = scheduler.sweeps[sweepID]!
         return Assignment(lease: lease, sweepName: sweep.config.name, trialNumber: UInt32(trial.number), seed: trial.seed,
                           parametersJSON: trial.parametersJSON, trialSpecJSON: sweep.trialSpecJSON, resumeFrom: resumeFrom)
+    }
+
+    /// Workers per attempt of a sweep's trials (data parallel when above 1).
+    private func groupSize(_ sweepID: Int64) -> Int { scheduler.sweeps[sweepID]?.config.trial.workers ?? 1 }
+
+    private func pickWidth(_ pick: Scheduler.Pick) -> Int? {
+        switch pick {
+        case let .create(sweepID, _, _), let .startQueued(sweepID, _, _): groupSize(sweepID)
+        case .nothing: nil
+        }
+    }
+
+    /// Starts a data-parallel attempt on the reserved slots: one store transaction, then one
+    /// assignment per rank (rank 0 on the first slot reports for the group). Peers talk over
+    /// ipc:// when every rank is on one host, else tcp:// on a port derived from the group epoch.
+    private func startGroup(_ f: Formation, now t: Double) throws -> [(rankWorker: String, assignment: Assignment)] {
+        let trial: TrialRecord, sweepID: Int64
+        var resume = ""
+        switch f.pick {
+        case let .create(id, number, params):
+            let sweep = scheduler.sweeps[id]!
+            trial = try store.createAndStartTrials([NewTrial(sweepID: id, number: number, parametersJSON: params.json,
+                                                             seed: trialSeed(sweep.config.seed, number))],
+                                                   worker: f.slots[0], leaseExpiresAt: t + settings.registry.deadAfter)[0]
+            scheduler.onCreatedAndStarted(sweepID: id, number: number)
+            sweepID = id
+        case let .startQueued(id, trialID, number):
+            _ = try store.startAttempt(trialID: trialID, worker: f.slots[0], leaseExpiresAt: t + settings.registry.deadAfter)
+            scheduler.onStarted(sweepID: id, number: number)
+            trial = try store.trial(id: trialID)!
+            resume = try store.latestCheckpoint(trialID: trialID)?.contentHash ?? ""
+            sweepID = id
+        case .nothing:
+            return []
+        }
+        let first = started(trial, sweepID: sweepID, worker: f.slots[0], resumeFrom: resume)
+        running[trial.id]?.members = Array(f.slots.dropFirst())
+        for w in Set(f.slots) { registry.onLeaseGranted(first.lease, to: w) }
+        let epoch = UInt64.random(in: 1...UInt64.max)
+        let hosts = f.slots.map { registry.workers[$0]?.host ?? "" }
+        let peers = (0..<f.slots.count).map { r in
+            Set(hosts).count == 1 ? "ipc:///tmp/skein-group-\(String(epoch, radix: 16))-\(r).ipc"
+                                  : "tcp://\(hosts[r]):\(20000 + Int((epoch &+ UInt64(r)) % 20000))"
+        }.joined(separator: ",")
+        try store.appendEvent(.leaseGranted, sweepID: sweepID, trialID: trial.id, attempt: trial.attempt, workerID: f.slots[0],
+                              detail: "data-parallel group of \(f.slots.count): \(f.slots.joined(separator: ", "))")
+        log.info("\(first.lease): data-parallel group of \(f.slots.count) on \(f.slots.joined(separator: ", "))")
+        return f.slots.enumerated().map { r, w in
+            var a = first
+            a.rank = UInt32(r); a.world = UInt32(f.slots.count); a.peers = peers; a.groupEpoch = epoch
+            return (w, a)
+        }
     }
 
     private func onMetrics(_ b: MetricBatch) throws -> ControlMessage {
@@ -345,7 +448,7 @@ public actor Coordinator {
         var sweeps: Set<Int64> = []
         for (r, requeued) in ended {
             running[r.lease.trialID] = nil
-            if let w = r.worker { registry.onLeaseEnded(r.lease, worker: w) }
+            for w in r.holders { registry.onLeaseEnded(r.lease, worker: w) }
             scheduler.onAttemptEnded(sweepID: r.sweepID, number: r.number, requeuedTrialID: requeued ? r.lease.trialID : nil)
             sweeps.insert(r.sweepID)
         }
@@ -388,7 +491,7 @@ public actor Coordinator {
             } else if let r = running[trial.id] {
                 _ = try store.finishAttempt(trialID: trial.id, attempt: Int(r.lease.attempt), outcome: AttemptOutcome(status: .cancelled, error: "sweep cancelled"), metrics: [])
                 running[trial.id] = nil
-                if let w = r.worker { registry.onLeaseEnded(r.lease, worker: w) }
+                for w in r.holders { registry.onLeaseEnded(r.lease, worker: w) }
                 scheduler.onAttemptEnded(sweepID: sweep.id, number: r.number, requeuedTrialID: nil)
             }
         }
@@ -422,6 +525,8 @@ public actor Coordinator {
                                                     joinedAt: registry.workers[id]?.joinedAt ?? t, lastSeen: registry.workers[id]?.lastSeen ?? t, state: .dead))
                 try store.appendEvent(.workerDead, sweepID: nil, trialID: nil, attempt: nil, workerID: id, detail: "no heartbeat; \(leases.count) leases revoked")
                 for lease in leases { try revoke(lease, reason: "worker \(id) declared dead", now: t) }
+                formation?.slots.removeAll { $0 == id }
+                outbox[id] = nil
             }
         }
         for r in running.values where r.worker == nil && r.adoptBy < t {
@@ -435,6 +540,10 @@ public actor Coordinator {
         guard let r = running[lease.trialID], r.lease == lease else { return }
         _ = try store.revokeLease(trialID: lease.trialID, attempt: Int(lease.attempt), reason: reason)
         running[lease.trialID] = nil
+        // The other ranks of a group hear of it at their next heartbeat and stop; ranks not yet
+        // handed out are dropped.
+        for w in r.holders { registry.onLeaseEnded(lease, worker: w) }
+        for w in Array(outbox.keys) { outbox[w]?.removeAll { $0.lease == lease } }
         scheduler.onAttemptEnded(sweepID: r.sweepID, number: r.number, requeuedTrialID: lease.trialID)
     }
 

@@ -152,15 +152,24 @@ public struct Assignment: WireCodable {
     public var trialSpecJSON: String
     /// Path of the checkpoint to resume from; empty to start from step 0.
     public var resumeFrom: String
+    /// Data-parallel trials: this slot's rank in the trial's group of `world` ranks, every
+    /// rank's address (comma-separated, in rank order) and the group epoch that every
+    /// collective frame carries. An ordinary trial is rank 0 of 1 with no peers.
+    public var rank: UInt32
+    public var world: UInt32
+    public var peers: String
+    public var groupEpoch: UInt64
     public init(lease: Lease, sweepName: String, trialNumber: UInt32, seed: UInt64, parametersJSON: String,
-                trialSpecJSON: String, resumeFrom: String = "") {
+                trialSpecJSON: String, resumeFrom: String = "", rank: UInt32 = 0, world: UInt32 = 1, peers: String = "", groupEpoch: UInt64 = 0) {
         self.lease = lease; self.sweepName = sweepName; self.trialNumber = trialNumber; self.seed = seed
         self.parametersJSON = parametersJSON; self.trialSpecJSON = trialSpecJSON; self.resumeFrom = resumeFrom
+        self.rank = rank; self.world = world; self.peers = peers; self.groupEpoch = groupEpoch
     }
-    public static let minimumEncodedSize = Lease.minimumEncodedSize + 4 + 4 + 8 + 4 + 4 + 4
+    public static let minimumEncodedSize = Lease.minimumEncodedSize + 4 + 4 + 8 + 4 + 4 + 4 + 4 + 4 + 4 + 8
     public func encode(to w: inout ByteWriter) {
         w.write(lease); w.write(sweepName); w.write(trialNumber); w.write(seed)
         w.write(parametersJSON); w.write(trialSpecJSON); w.write(resumeFrom)
+        w.write(rank); w.write(world); w.write(peers); w.write(groupEpoch)
     }
     public init(from r: inout ByteReader) throws(WireError) {
         lease = try r.read(Lease.self)
@@ -170,6 +179,12 @@ public struct Assignment: WireCodable {
         parametersJSON = try r.readString("assignment.parametersJSON")
         trialSpecJSON = try r.readString("assignment.trialSpecJSON")
         resumeFrom = try r.readString("assignment.resumeFrom")
+        rank = try r.read("assignment.rank")
+        world = try r.read("assignment.world")
+        peers = try r.readString("assignment.peers")
+        groupEpoch = try r.read("assignment.groupEpoch")
+        guard world >= 1 else { throw .invalidValue(field: "assignment.world", value: UInt64(world)) }
+        guard rank < world else { throw .invalidValue(field: "assignment.rank", value: UInt64(rank)) }
     }
 }
 

@@ -34,7 +34,7 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
 /// Protocol constants.
 public enum Wire {
     /// Bumped on any incompatible change; peers with another version are refused at hello.
-    public static let protocolVersion: UInt8 = 1
+    public static let protocolVersion: UInt8 = 2
     /// Largest frame a decoder accepts unless told otherwise.
     public static let defaultMaxFrame = 256 << 20
     static let controlMagic: UInt16 = 0x4B53 // "SK" little-endian

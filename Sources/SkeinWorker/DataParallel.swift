@@ -83,3 +83,12 @@ public func resynchronize(_ trainer: Trainer, over group: RingGroup) throws {
     }
     trainer.regroup(rank: group.rank, world: group.world)
 }
+
+/// Groups that ended badly (a peer died or went silent) are kept open, never closed: closing a
+/// dialing link whose listener vanished can hang in nng 1.5.2, and a hung close would hold the
+/// slot's thread forever. A few sockets per lost group is the price.
+public final class RetiredGroups: Sendable {
+    public static let shared = RetiredGroups()
+    private let groups = Mutex<[RingGroup]>([])
+    public func keep(_ group: RingGroup) { groups.withLock { $0.append(group) } }
+}

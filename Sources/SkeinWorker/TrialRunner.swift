@@ -1,4 +1,5 @@
 import Foundation
+import SkeinCollective
 import SkeinConfig
 import SkeinSearch
 import SkeinTensor
@@ -88,9 +89,29 @@ public struct TrialRunner: Sendable {
         let objectiveName = spec.objective
         var objective = Double.nan
         var notes: [String] = []
+        // A data-parallel trial: join the group's ring first (every rank of the group does).
+        var reducer: RingReducer?
+        var closedCleanly = false
+        defer { if let group = reducer?.group, !closedCleanly { RetiredGroups.shared.keep(group) } }
+        if a.world > 1 {
+            let addresses = a.peers.split(separator: ",").map(String.init)
+            guard addresses.count == Int(a.world) else { return failed("group of \(a.world) ranks with \(addresses.count) addresses") }
+            let rank = Int(a.rank), epoch = a.groupEpoch, timeout = Duration.milliseconds(Int(spec.peerTimeoutSeconds * 1000))
+            do {
+                let group = try runBlocking { () throws(CollectiveError) in
+                    try await RingGroup(rank: rank, addresses: addresses, epoch: epoch, timeout: timeout)
+                }
+                reducer = RingReducer(group: group)
+            } catch {
+                return TrialResult(outcome: .handedBack, objective: .nan, exitStatus: 0, error: "could not form the group: \(error)", logTail: "")
+            }
+        }
+        // Rank 0 speaks for a group: metrics and checkpoints come from it alone (the ranks hold
+        // the same parameters after every step).
+        let speaks = a.rank == 0
         do {
             let splits = try DataCache.shared.splits(config.data, seed: config.seed)
-            let run = try TrainingRun(config: config, splits: splits)
+            let run = try TrainingRun(config: config, splits: splits, rank: Int(a.rank), world: Int(a.world), reducer: reducer ?? LocalReducer())
             if let resume {
                 try run.trainer.restore(try Checkpoint.decode(resume, path: "checkpoint \(a.resumeFrom.prefix(12))"))
                 notes.append("[skein: resumed from checkpoint \(a.resumeFrom.prefix(12)) at step \(run.trainer.globalStep), epoch \(run.trainer.epoch)]")
@@ -98,8 +119,9 @@ public struct TrialRunner: Sendable {
             let now = { Date().timeIntervalSince1970 }
             let policy = TrainingRun.CheckpointPolicy(steps: spec.checkpointEverySteps, seconds: spec.checkpointEverySeconds)
             try run.run(shouldStop: { stop.isSet }, policy: policy, onCheckpoint: { c in
-                checkpoints.offer(step: Int64(c.globalStep), bytes: c.encoded())
+                if speaks { checkpoints.offer(step: Int64(c.globalStep), bytes: c.encoded()) }
             }, onEvent: { event in
+                guard speaks else { return }
                 switch event {
                 case let .step(r):
                     metrics.add(MetricPoint(name: "train_loss_step", step: Int64(r.globalStep + 1), value: r.loss, time: now()))
@@ -117,12 +139,21 @@ public struct TrialRunner: Sendable {
                     break
                 }
             })
+            if let group = reducer?.group, run.trainer.isFinished {
+                // Leave the ring cleanly so no rank loses the last step's frames.
+                closedCleanly = (try? runBlocking { () throws(CollectiveError) in try await group.close() }) != nil
+            }
             if stop.reason == .draining && !run.trainer.isFinished {
                 // Hand the trial back with its latest state, so the next worker loses nothing.
                 let c = run.trainer.checkpoint()
                 checkpoints.offer(step: Int64(c.globalStep), bytes: c.encoded())
                 notes.append("[skein: handed back at step \(c.globalStep)]")
             }
+        } catch let e as CollectiveError {
+            // A rank was lost or went silent: not the trial's fault. Hand the attempt back (no
+            // retry used); it resumes from its last checkpoint with a new group.
+            return TrialResult(outcome: .handedBack, objective: .nan, exitStatus: 0, error: "data-parallel group failed: \(e)",
+                               logTail: (notes + ["[skein: rank \(a.rank) of \(a.world): \(e)]"]).joined(separator: "\n"))
         } catch {
             return failed("\(error)")
         }

@@ -35,7 +35,8 @@ public final class Worker: Sendable {
     let log: Logger
     let runner: TrialRunner
     private let session = Mutex<(id: String?, interval: Double)>((nil, 0.5))
-    private let active = Mutex<[Lease: StopFlag]>([:])
+    /// Running attempts by lease and rank (the ranks of one data-parallel trial share a lease).
+    private let active = Mutex<[RankedLease: StopFlag]>([:])
     /// Results not yet acknowledged by the coordinator; sent with the next work request.
     private let results = Mutex<[TrialFinished]>([])
     /// Wakes the dispatcher when an attempt ends.
@@ -57,7 +58,7 @@ public final class Worker: Sendable {
     }
 
     public var isDraining: Bool { draining.load(ordering: .relaxed) }
-    public var runningLeases: [Lease] { active.withLock { Array($0.keys) } }
+    public var runningLeases: [Lease] { active.withLock { Array(Set($0.keys.map(\.lease))) } }
 
     /// Runs until drained (all slots idle) or cancelled. Throws only on a wrong token.
     public func run() async throws {
@@ -115,7 +116,7 @@ public final class Worker: Sendable {
                 if case let .heartbeatAck(ack) = reply {
                     for lease in ack.revoked {
                         log.warning("\(lease) was revoked by the coordinator: stopping it")
-                        active.withLock { $0[lease] }?.stop(.revoked)
+                        for flag in active.withLock({ a in a.filter { $0.key.lease == lease }.map(\.value) }) { flag.stop(.revoked) }
                     }
                     if ack.drain && !isDraining { log.info("coordinator asked to drain"); drain() }
                 }
@@ -160,7 +161,7 @@ public final class Worker: Sendable {
                         idleUntil = nil
                         for a in batch.assignments {
                             let stop = StopFlag()
-                            active.withLock { $0[a.lease] = stop }
+                            active.withLock { $0[RankedLease(lease: a.lease, rank: a.rank)] = stop }
                             attempts.addTask { await self.runAttempt(a, stop: stop) }
                         }
                     case let .noWork(n):
@@ -209,9 +210,10 @@ public final class Worker: Sendable {
         if metrics.dropped > 0 { tail += "\n[skein: \(metrics.dropped) metric points dropped: buffer full]" }
         let finished = TrialFinished(lease: a.lease, outcome: result.outcome, objective: result.objective, exitStatus: result.exitStatus,
                                      error: result.error, logTail: tail, points: metrics.take(max: Self.pointsWithResult))
-        // The result goes out with the next work request, which the dispatcher sends now.
-        results.withLock { $0.append(finished) }
-        active.withLock { $0[a.lease] = nil }
+        // The result goes out with the next work request, which the dispatcher sends now. Only
+        // rank 0 of a data-parallel trial reports; the other ranks just free their slots.
+        if a.rank == 0 { results.withLock { $0.append(finished) } }
+        active.withLock { $0[RankedLease(lease: a.lease, rank: a.rank)] = nil }
         attemptEnded.ring()
     }
 
@@ -311,4 +313,10 @@ final class Doorbell: Sendable {
             waiter?.resume()
         }
     }
+}
+
+/// One slot's attempt: the lease, and the rank within its data-parallel group (0 otherwise).
+struct RankedLease: Hashable, Sendable {
+    let lease: Lease
+    let rank: UInt32
 }

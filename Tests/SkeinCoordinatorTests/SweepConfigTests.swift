@@ -80,11 +80,11 @@ struct SweepConfigTests {
         #expect(syntax?.problems.first?.line != nil)
     }
 
-    @Test("data-parallel trials are refused until they exist, not silently run on one worker")
+    @Test("data-parallel trials need the built-in trainer; other kinds are refused, not silently run on one worker")
     func workersRefused() {
         let yaml = "name: dp\nobjective: {metric: loss}\nbudget: {max_trials: 1}\ntrial: {kind: noop, workers: 2}\n"
         let e = #expect(throws: ConfigError.self) { try SweepConfig.parse(yaml: yaml, file: "dp.yaml") }
-        #expect(e?.problems.map(\.description) == ["dp.yaml:4:30: trial.workers: data-parallel trials (workers > 1) are not available yet; use 1"])
+        #expect(e?.problems.map(\.description) == ["dp.yaml:4:30: trial.workers: data-parallel trials (workers > 1) need kind builtin"])
     }
 
     @Test("parameters bind onto training configs by alias or path; unknown names are an error")

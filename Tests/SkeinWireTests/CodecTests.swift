@@ -15,6 +15,8 @@ let samples: [ControlMessage] = [
                                                                                      objective: 0.5, points: [MetricPoint(name: "x", step: 0, value: 1, time: 0)])])),
     .assignment(Assignment(lease: Lease(trialID: 5, attempt: 1), sweepName: "fmnist", trialNumber: 4, seed: 42,
                            parametersJSON: #"{"lr":0.01}"#, trialSpecJSON: #"{"model":"mlp"}"#, resumeFrom: "/ckpt/a")),
+    .assignment(Assignment(lease: Lease(trialID: 9, attempt: 2), sweepName: "dp", trialNumber: 0, seed: 1, parametersJSON: "{}",
+                           trialSpecJSON: "{}", rank: 1, world: 2, peers: "ipc:///tmp/g-0.ipc,ipc:///tmp/g-1.ipc", groupEpoch: 77)),
     .noWork(NoWork(retryAfterMilliseconds: 100)),
     .metricBatch(MetricBatch(lease: Lease(trialID: 5, attempt: 1), points: [
         MetricPoint(name: "loss", step: 1, value: 0.5, time: 1.7e9),

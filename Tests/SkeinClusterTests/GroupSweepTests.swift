@@ -1,0 +1,89 @@
+import Foundation
+import Testing
+import SkeinStore
+import SkeinTestSupport
+
+/// Sweeps whose trials train on several workers at once (`trial.workers: 2`): the coordinator
+/// forms a group per attempt from free slots on different workers; the ranks allreduce peer to
+/// peer. Real `skein coordinator` and `skein worker` processes.
+@Suite("Data-parallel sweep trials (real processes)", .serialized)
+struct GroupSweepTests {
+    static func sweep(_ name: String, trials: Int, epochs: Int = 3, workers: Int = 2) -> String {
+        """
+        name: \(name)
+        seed: 4
+        objective: {metric: test_accuracy, direction: maximize}
+        budget: {max_trials: \(trials)}
+        trial:
+          kind: builtin
+          workers: \(workers)
+          peer_timeout: 1s
+          checkpoint: {every_steps: 20}
+          train:
+            data: {dataset: fashion-mnist, limit: 6000}
+            model: {kind: mlp, hidden: [64], dropout: 0.0}
+            training: {epochs: \(epochs), batch_size: 64, optimizer: {name: adam, lr: 0.002}, log_every: 10}
+        search:
+          method: grid
+          parameters:
+            lr: {values: [0.001, 0.002, 0.003]}
+        """
+    }
+
+    @Test("every trial runs as a group of 2 ranks on 2 one-slot workers and completes with a sensible objective")
+    func groupsComplete() async throws {
+        let cluster = try await LocalCluster()
+        defer { cluster.stop() }
+        try cluster.addWorker("a")
+        try cluster.addWorker("b")
+        try await cluster.submit(Self.sweep("dp2", trials: 3), name: "dp2")
+        let sweep = try await cluster.waitForSweep("dp2", timeout: .seconds(240))
+        #expect(sweep.status == .completed)
+        let store = try cluster.store
+        let trials = try store.trials(sweepID: sweep.id)
+        #expect(trials.count == 3 && trials.allSatisfy { $0.status == .completed && $0.attempt == 1 })
+        for t in trials { #expect((t.objective ?? 0) > 0.7, "trial \(t.number): \(String(describing: t.objective))") }
+        let groups = try store.events(sweepID: sweep.id, limit: 500).filter { $0.detail.hasPrefix("data-parallel group of 2") }
+        #expect(groups.count == 3, "\(groups.map(\.detail))")
+        // Each group spans both workers (one slot each).
+        for g in groups { #expect(g.detail.contains("a-") && g.detail.contains("b-"), "\(g.detail)") }
+        // Metrics come from rank 0 only: one test_accuracy point per epoch.
+        for t in trials { #expect(try store.series(trialID: t.id, name: "test_accuracy", steps: nil).count == 3) }
+    }
+
+    @Test("kill -9 a worker running a rank: the group's attempt ends, re-forms on the workers left, resumes from its checkpoint and completes")
+    func rankKilled() async throws {
+        let cluster = try await LocalCluster()
+        defer { cluster.stop() }
+        let victim = try cluster.addWorker("victim")
+        try cluster.addWorker("b")
+        try await cluster.submit(Self.sweep("dpk", trials: 1, epochs: 8), name: "dpk")
+        let store = try cluster.store
+        // The only two workers form the group; wait for a checkpoint past step 20, add a third
+        // worker (the replacement), then kill the victim.
+        let deadline = ContinuousClock.now + .seconds(120)
+        while true {
+            guard ContinuousClock.now < deadline else { Issue.record("never ran on the victim with a checkpoint"); return }
+            if let s = try store.sweep(named: "dpk"), let t = try store.trials(sweepID: s.id).first, t.status == .running,
+               let c = try store.latestCheckpoint(trialID: t.id), c.step >= 20,
+               try store.events(sweepID: s.id, limit: 100).contains(where: { $0.detail.hasPrefix("data-parallel group") && $0.detail.contains("victim-") }) {
+                break
+            }
+            if let s = try store.sweep(named: "dpk"), s.status != .running { Issue.record("finished before the victim was used"); return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try cluster.addWorker("c")
+        victim.kill(SIGKILL)
+        let sweep = try await cluster.waitForSweep("dpk", timeout: .seconds(240))
+        #expect(sweep.status == .completed)
+        let t = try #require(try store.trials(sweepID: sweep.id).first)
+        #expect(t.status == .completed && t.attempt >= 2, "attempt \(t.attempt)")
+        #expect((t.objective ?? 0) > 0.7)
+        // The new group started from the stored checkpoint, not from step 0.
+        #expect(t.logTail?.contains("resumed from checkpoint") == true, "\(t.logTail ?? "")")
+        let events = try store.events(sweepID: sweep.id, limit: 500)
+        let groups = events.filter { $0.detail.hasPrefix("data-parallel group of 2") }
+        #expect(groups.count >= 2, "re-formed: \(groups.map(\.detail))")
+        #expect(groups.last.map { !$0.detail.contains("victim-") } == true, "the new group leaves the dead worker out")
+    }
+}
