@@ -43,7 +43,7 @@ let package = Package(
         ]),
         .target(name: "SkeinReport", dependencies: ["SkeinStore"]),
         .target(name: "SkeinCoordinator", dependencies: [
-            "SkeinSearch", "SkeinStore", "SkeinTransport", "SkeinConfig", "SkeinWire", .product(name: "Logging", package: "swift-log"),
+            "SkeinSearch", "SkeinStore", "SkeinReport", "SkeinTransport", "SkeinConfig", "SkeinWire", .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "SkeinWorker", dependencies: [
             "SkeinTrain", "SkeinTensor", "SkeinTransport", "SkeinCollective", "SkeinConfig", "SkeinSearch", "SkeinWire",
@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(name: "SkeinWireTests", dependencies: ["SkeinWire"]),
         .testTarget(name: "SkeinStoreTests", dependencies: ["SkeinStore", "SkeinTestSupport", "skein-testpeer",
                                                            .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "SkeinCoordinatorTests", dependencies: ["SkeinCoordinator", "SkeinConfig", "SkeinSearch", "SkeinWire", "SkeinTrain"]),
+        .testTarget(name: "SkeinCoordinatorTests", dependencies: ["SkeinCoordinator", "SkeinConfig", "SkeinSearch", "SkeinWire", "SkeinTrain", "SkeinReport"]),
         // Real coordinator and worker processes over real nng sockets.
         .testTarget(name: "SkeinClusterTests", dependencies: ["skein", "SkeinStore", "SkeinTestSupport", "SkeinTransport", "SkeinWire"]),
         .testTarget(name: "SkeinCollectiveTests", dependencies: ["SkeinCollective", "SkeinTestSupport", "skein-testpeer"]),

@@ -31,6 +31,11 @@ public final class RingGroup: @unchecked Sendable {
     let next: Socket?
     let prev: Socket?
     private var sequence: UInt64 = 0
+    /// Seconds this rank waited, summed over allreduces, from entering until the previous
+    /// rank's first frame arrived: how late that neighbour was (plus one frame's transfer).
+    /// The rank after a straggler waits longest; see `SkeinReport.Stragglers`.
+    public private(set) var firstFrameWaitSeconds = 0.0
+    private var firstFrameStart: ContinuousClock.Instant?
     private var closed = false
 
     var nextRank: Int { (rank + 1) % world }
@@ -111,6 +116,7 @@ public final class RingGroup: @unchecked Sendable {
             let k = ((j % world) + world) % world
             return (k * n / world)..<((k + 1) * n / world)
         }
+        firstFrameStart = .now
         // Reduce-scatter: after step s, rank r holds the partial sum of segment r−s−1 over s+2 ranks.
         for s in 0..<(world - 1) {
             let out = segment(rank - s), into = segment(rank - s - 1)
@@ -214,6 +220,12 @@ public final class RingGroup: @unchecked Sendable {
                 m = try await socket.receive(timeout: timeout)
             } catch {
                 throw map(error, rank: from, operation: "receive")
+            }
+            if let start = firstFrameStart {
+                // Only the receiving child task of the first step touches this (see `allreduce`).
+                let d = ContinuousClock.now - start
+                firstFrameWaitSeconds += Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+                firstFrameStart = nil
             }
             let expected = min(chunkFloats, values.count - offset)
             let myEpoch = epoch

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SkeinConfig
+import SkeinReport
 import SkeinSearch
 import SkeinStore
 import SkeinTransport
@@ -607,6 +608,10 @@ public actor Coordinator {
                                     "total": scheduler.sweeps[s.id]?.config.totalTrials ?? sum.total]
             for (k, v) in sum.counts { o[k.rawValue] = v }
             if let best = sum.best { o["best"] = ["trial": best.number, "objective": best.objective ?? .nan, "parameters": best.parametersJSON] as [String: Any] }
+            if s.status == .running {
+                let lags = try Stragglers.lines(store: store, sweepID: s.id).map { "\(s.name) \($0)" }
+                if !lags.isEmpty { o["stragglers"] = lags }
+            }
             return o
         }
     }

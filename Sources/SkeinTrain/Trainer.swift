@@ -74,10 +74,16 @@ public protocol GradientReducer: AnyObject {
     func reduce(_ gradients: FloatBuffer) throws
     /// Sums a few totals (an epoch's loss sum, rows, correct predictions) across the group.
     func reduceTotals(_ totals: FloatBuffer) throws
+    /// Seconds spent reducing so far (communication plus waiting for the slowest rank).
+    var communicationSeconds: Double { get }
+    /// Seconds spent waiting for the previous rank's first frame (how late it came).
+    var waitSeconds: Double { get }
 }
 
 extension GradientReducer {
     public func reduceTotals(_ totals: FloatBuffer) throws { try reduce(totals) }
+    public var communicationSeconds: Double { 0 }
+    public var waitSeconds: Double { 0 }
 }
 
 /// The reducer of a single-rank run.

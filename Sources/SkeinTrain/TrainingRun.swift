@@ -10,6 +10,14 @@ public struct EpochReport: Sendable {
     public var test: Evaluation?
     /// Training time of the epoch (steps and gradient reduction; evaluation not included).
     public var seconds: Double
+    /// Data-parallel runs: each rank's compute time (steps without the allreduce) and allreduce
+    /// time in this epoch, indexed by rank. The slowest computer is the straggler the others
+    /// wait for. Empty for a single process.
+    public var rankComputeSeconds: [Double] = []
+    public var rankAllreduceSeconds: [Double] = []
+    /// Each rank's wait for the previous rank's first frame per allreduce, summed over the
+    /// epoch: the rank after a straggler waits longest.
+    public var rankWaitSeconds: [Double] = []
 }
 
 /// What a training run reports as it goes.
@@ -72,6 +80,8 @@ public final class TrainingRun {
                     onEvent: (TrainingEvent) -> Void = { _ in }) throws -> EpochReport? {
         var last: EpochReport?
         var trainingSeconds = 0.0
+        var epochCommunicationStart = reducer.communicationSeconds
+        var epochWaitStart = reducer.waitSeconds
         var lastCheckpoint = Date()
         while !trainer.isFinished {
             if shouldStop() { break }
@@ -91,24 +101,38 @@ public final class TrainingRun {
                 let isClassification = trainer.network.outputCount > 1 || trainer.loss == .softmaxCrossEntropy
                 let evaluates = rank == 0
                 var (lossSum, rows, correct) = (r.epochLossSum, Double(r.epochRows), Double(r.epochCorrect))
+                var rankCompute: [Double] = [], rankAllreduce: [Double] = [], rankWait: [Double] = []
                 if world > 1 {
-                    // The epoch's training metrics cover the whole batch, not this rank's slice.
-                    let totals = FloatBuffer([Float(lossSum), Float(rows), Float(correct)])
+                    // The epoch's training metrics cover the whole batch, not this rank's slice;
+                    // each rank's timings go in its own cells, so the sum is every rank's figure.
+                    let communication = reducer.communicationSeconds - epochCommunicationStart
+                    var cells = [Float](repeating: 0, count: 3 + 3 * world)
+                    cells[0] = Float(lossSum); cells[1] = Float(rows); cells[2] = Float(correct)
+                    cells[3 + rank] = Float(trainingSeconds - communication)
+                    cells[3 + world + rank] = Float(communication)
+                    cells[3 + 2 * world + rank] = Float(reducer.waitSeconds - epochWaitStart)
+                    let totals = FloatBuffer(cells)
                     try reducer.reduceTotals(totals)
                     (lossSum, rows, correct) = (Double(totals.pointer[0]), Double(totals.pointer[1]), Double(totals.pointer[2]))
+                    rankCompute = (0..<world).map { Double(totals.pointer[3 + $0]) }
+                    rankAllreduce = (0..<world).map { Double(totals.pointer[3 + world + $0]) }
+                    rankWait = (0..<world).map { Double(totals.pointer[3 + 2 * world + $0]) }
                 }
                 let report = EpochReport(
                     epoch: r.epoch + 1, trainLoss: lossSum / max(rows, 1),
                     trainAccuracy: isClassification && trainer.loss == .softmaxCrossEntropy ? correct / max(rows, 1) : nil,
                     validation: evaluates ? splits.validation.map { trainer.evaluate($0) } : nil,
                     test: evaluates ? splits.test.map { trainer.evaluate($0) } : nil,
-                    seconds: trainingSeconds)
+                    seconds: trainingSeconds, rankComputeSeconds: rankCompute, rankAllreduceSeconds: rankAllreduce,
+                    rankWaitSeconds: rankWait)
                 onEvent(.epoch(report))
                 last = report
                 if (r.epoch + 1) % max(config.checkpoint.everyEpochs, 1) == 0 || trainer.isFinished {
                     try writeCheckpoint(onEvent)
                 }
                 trainingSeconds = 0
+                epochCommunicationStart = reducer.communicationSeconds
+                epochWaitStart = reducer.waitSeconds
             }
         }
         return last

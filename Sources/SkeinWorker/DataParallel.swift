@@ -29,11 +29,17 @@ public func runBlocking<T: Sendable, E: Error>(_ work: @escaping @Sendable () as
 /// world size, so every rank gets identical bits and repeated runs are identical.
 public final class RingReducer: GradientReducer {
     /// Replaced when the group re-forms after losing a rank.
-    public var group: RingGroup
+    public var group: RingGroup {
+        willSet { retiredWait += group.firstFrameWaitSeconds }
+    }
     /// Seconds spent in the allreduce (communication plus waiting for the slowest rank).
     public private(set) var communicationSeconds = 0.0
 
     public init(group: RingGroup) { self.group = group }
+
+    /// Seconds spent waiting for the previous rank's first frame of each allreduce.
+    public var waitSeconds: Double { group.firstFrameWaitSeconds + retiredWait }
+    private var retiredWait = 0.0
 
     public func reduce(_ gradients: FloatBuffer) throws {
         let target = GradientSlot(gradients.buffer), group = self.group

@@ -118,7 +118,9 @@ public struct TrialRunner: Sendable {
             }
             let now = { Date().timeIntervalSince1970 }
             let policy = TrainingRun.CheckpointPolicy(steps: spec.checkpointEverySteps, seconds: spec.checkpointEverySeconds)
-            try run.run(shouldStop: { stop.isSet }, policy: policy, onCheckpoint: { c in
+            // Fault injection for testing straggler handling: a pause before every step.
+            let delay = UInt32(ProcessInfo.processInfo.environment["SKEIN_INJECT_STEP_DELAY_MS"] ?? "") ?? 0
+            try run.run(shouldStop: { if delay > 0 { usleep(delay * 1000) }; return stop.isSet }, policy: policy, onCheckpoint: { c in
                 if speaks { checkpoints.offer(step: Int64(c.globalStep), bytes: c.encoded()) }
             }, onEvent: { event in
                 guard speaks else { return }
@@ -131,6 +133,9 @@ public struct TrialRunner: Sendable {
                     if let acc = e.trainAccuracy { values.append(("train_accuracy", acc)) }
                     if let v = e.validation { values.append(("val_loss", v.loss)); if let acc = v.accuracy { values.append(("val_accuracy", acc)) } }
                     if let v = e.test { values.append(("test_loss", v.loss)); if let acc = v.accuracy { values.append(("test_accuracy", acc)) } }
+                    for (r, c) in e.rankComputeSeconds.enumerated() { values.append(("compute_seconds.r\(r)", c)) }
+                    for (r, c) in e.rankAllreduceSeconds.enumerated() { values.append(("allreduce_seconds.r\(r)", c)) }
+                    for (r, c) in e.rankWaitSeconds.enumerated() { values.append(("wait_seconds.r\(r)", c)) }
                     for (name, value) in values {
                         metrics.add(MetricPoint(name: name, step: Int64(e.epoch), value: value, time: now()))
                         if name == objectiveName { objective = value }

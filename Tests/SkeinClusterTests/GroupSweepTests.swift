@@ -8,7 +8,7 @@ import SkeinTestSupport
 /// peer. Real `skein coordinator` and `skein worker` processes.
 @Suite("Data-parallel sweep trials (real processes)", .serialized)
 struct GroupSweepTests {
-    static func sweep(_ name: String, trials: Int, epochs: Int = 3, workers: Int = 2) -> String {
+    static func sweep(_ name: String, trials: Int, epochs: Int = 3, workers: Int = 2, rows: Int = 6000, hidden: Int = 64) -> String {
         """
         name: \(name)
         seed: 4
@@ -20,8 +20,8 @@ struct GroupSweepTests {
           peer_timeout: 1s
           checkpoint: {every_steps: 20}
           train:
-            data: {dataset: fashion-mnist, limit: 6000}
-            model: {kind: mlp, hidden: [64], dropout: 0.0}
+            data: {dataset: fashion-mnist, limit: \(rows)}
+            model: {kind: mlp, hidden: [\(hidden)], dropout: 0.0}
             training: {epochs: \(epochs), batch_size: 64, optimizer: {name: adam, lr: 0.002}, log_every: 10}
         search:
           method: grid
@@ -85,5 +85,33 @@ struct GroupSweepTests {
         let groups = events.filter { $0.detail.hasPrefix("data-parallel group of 2") }
         #expect(groups.count >= 2, "re-formed: \(groups.map(\.detail))")
         #expect(groups.last.map { !$0.detail.contains("victim-") } == true, "the new group leaves the dead worker out")
+    }
+
+    @Test("a rank made slower (fault injection: a delay per step) is named as the straggler by skein status")
+    func stragglerNamed() async throws {
+        let cluster = try await LocalCluster()
+        defer { cluster.stop() }
+        try cluster.addWorker("fast")
+        try cluster.addWorker("slow", environment: ["SKEIN_INJECT_STEP_DELAY_MS": "15"])
+        try await cluster.submit(Self.sweep("lag", trials: 1, epochs: 40), name: "lag")
+        let store = try cluster.store
+        // Three epochs of timings, then ask.
+        let deadline = ContinuousClock.now + .seconds(120)
+        while true {
+            guard ContinuousClock.now < deadline else { Issue.record("no epoch timings"); return }
+            if let s = try store.sweep(named: "lag"), let t = try store.trials(sweepID: s.id).first,
+               try store.series(trialID: t.id, name: "wait_seconds.r0", steps: nil).count >= 3 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let status = try ChildProcess("skein", ["status", "--store", "\(cluster.dir)/skein.sqlite"])
+        _ = try await status.waitForExit(timeout: .seconds(30))
+        let lines = status.output.filter { $0.contains("is the straggler") }
+        let group = try #require(try store.events(sweepID: nil, limit: 200).first { $0.detail.hasPrefix("data-parallel group of 2") })
+        // Slots are listed in rank order.
+        let members = group.detail.components(separatedBy: ": ").last!.components(separatedBy: ", ")
+        let slowRank = try #require(members.firstIndex { $0.hasPrefix("slow-") })
+        let t = try #require(try store.trials(sweepID: group.sweepID!).first)
+        let waits = try (0..<2).map { r in try store.series(trialID: t.id, name: "wait_seconds.r\(r)", steps: nil).map(\.value) }
+        #expect(lines.first?.contains("rank \(slowRank) is the straggler") == true, "\(lines) for group \(members); waits \(waits)")
     }
 }

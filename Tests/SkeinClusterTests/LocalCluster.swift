@@ -22,9 +22,9 @@ final class LocalCluster: @unchecked Sendable {
     }
 
     @discardableResult
-    func addWorker(_ name: String, slots: Int = 1, tokenFile: String? = nil) throws -> ChildProcess {
+    func addWorker(_ name: String, slots: Int = 1, tokenFile: String? = nil, environment: [String: String] = [:]) throws -> ChildProcess {
         let w = try ChildProcess("skein", ["worker", "--join", address, "--token-file", tokenFile ?? "\(dir)/token", "--name", name,
-                                           "--slots", String(slots), "--run-dir", dir, "--log-level", "debug"])
+                                           "--slots", String(slots), "--run-dir", dir, "--log-level", "debug"], environment: environment)
         workers.append(w)
         return w
     }

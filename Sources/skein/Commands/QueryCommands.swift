@@ -62,9 +62,21 @@ struct Status: AsyncParsableCommand {
                             "\(sum.counts[.failed] ?? 0)", "\(sum.total)", sum.best?.objective.map(Report.number) ?? ""]
                 }
             }
+            // Data-parallel groups waiting for a slow rank, named.
+            var lags: [String] = []
+            if cluster.coordinator != nil {
+                let list = (try await ask(cluster, "status", sweep ?? "")) as? [[String: Any]] ?? []
+                lags = list.flatMap { $0["stragglers"] as? [String] ?? [] }
+            } else {
+                let store = try openStore(cluster)
+                for s in try cli({ () throws(StoreError) in try store.sweeps() }) where (sweep == nil || s.name == sweep) && s.status == .running {
+                    lags += try cli { () throws(StoreError) in try Stragglers.lines(store: store, sweepID: s.id) }.map { "\(s.name) \($0)" }
+                }
+            }
             if watch { print("\u{1B}[2J\u{1B}[H", terminator: "") }
             print(Report.render(header: ["sweep", "status", "completed", "running", "queued", "failed", "trials", "best"], rows: rows, format: .table),
                   terminator: "")
+            for line in lags { print(line) }
             if watch { try await Task.sleep(for: .seconds(1)) }
         } while watch
     }
