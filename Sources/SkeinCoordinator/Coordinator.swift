@@ -276,7 +276,10 @@ public actor Coordinator {
             let pick = scheduler.pick(now: t)
             if case .nothing = pick { break picking }
             if let width = pickWidth(pick), width > 1 {
-                if formation?.pick != pick { formation = Formation(pick: pick, needed: width, slots: []) }
+                if formation?.pick != pick {
+                    formation = Formation(pick: pick, needed: width, slots: [])
+                    log.info("forming a data-parallel group of \(width) slots for \(pick)")
+                }
                 let k = min(free - taken, width - formation!.slots.count)
                 formation!.slots += Array(repeating: r.workerID, count: k)
                 taken += k
@@ -611,6 +614,10 @@ public actor Coordinator {
             if s.status == .running {
                 let lags = try Stragglers.lines(store: store, sweepID: s.id).map { "\(s.name) \($0)" }
                 if !lags.isEmpty { o["stragglers"] = lags }
+            }
+            if let f = formation, let (sweepID, number) = f.pick.trial, sweepID == s.id {
+                o["forming"] = "\(s.name) trial \(number) waits for a data-parallel group of \(f.needed) slots "
+                    + "(\(f.slots.count) reserved; \(registry.alive.count) live workers)"
             }
             return o
         }

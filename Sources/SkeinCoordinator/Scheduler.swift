@@ -27,6 +27,14 @@ public struct Scheduler: Sendable {
         case startQueued(sweepID: Int64, trialID: Int64, number: Int)
         case create(sweepID: Int64, number: Int, parameters: ParameterSet)
         case nothing
+
+        /// The sweep and trial number this pick starts, if any.
+        public var trial: (sweepID: Int64, number: Int)? {
+            switch self {
+            case let .startQueued(s, _, n), let .create(s, n, _): (s, n)
+            case .nothing: nil
+            }
+        }
     }
 
     public private(set) var sweeps: [Int64: SweepState] = [:]

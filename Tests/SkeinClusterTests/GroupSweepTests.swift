@@ -114,4 +114,28 @@ struct GroupSweepTests {
         let waits = try (0..<2).map { r in try store.series(trialID: t.id, name: "wait_seconds.r\(r)", steps: nil).map(\.value) }
         #expect(lines.first?.contains("rank \(slowRank) is the straggler") == true, "\(lines) for group \(members); waits \(waits)")
     }
+
+    @Test("a group wider than the free slots waits, says so in skein status, and starts when a worker joins")
+    func groupWaitsForSlots() async throws {
+        let cluster = try await LocalCluster()
+        defer { cluster.stop() }
+        try cluster.addWorker("a")
+        try cluster.addWorker("b")
+        try await cluster.submit(Self.sweep("wide", trials: 1, workers: 3), name: "wide")
+        var forming: [String] = []
+        let deadline = ContinuousClock.now + .seconds(30)
+        while forming.isEmpty {
+            guard ContinuousClock.now < deadline else { Issue.record("status never showed the waiting group"); return }
+            try await Task.sleep(for: .milliseconds(200))
+            let status = try ChildProcess("skein", ["status", "--coordinator", cluster.address, "--token-file", "\(cluster.dir)/token"])
+            _ = try await status.waitForExit(timeout: .seconds(30))
+            forming = status.output.filter { $0.contains("waits for a data-parallel group of 3 slots (2 reserved") }
+        }
+        #expect(try cluster.store.sweep(named: "wide").map { try cluster.store.trials(sweepID: $0.id).isEmpty } == true, "nothing starts on 2 of 3 slots")
+        try cluster.addWorker("c")
+        let sweep = try await cluster.waitForSweep("wide", timeout: .seconds(120))
+        #expect(sweep.status == .completed)
+        let t = try #require(try cluster.store.trials(sweepID: sweep.id).first)
+        #expect(t.status == .completed && t.attempt == 1)
+    }
 }

@@ -66,7 +66,7 @@ struct Status: AsyncParsableCommand {
             var lags: [String] = []
             if cluster.coordinator != nil {
                 let list = (try await ask(cluster, "status", sweep ?? "")) as? [[String: Any]] ?? []
-                lags = list.flatMap { $0["stragglers"] as? [String] ?? [] }
+                lags = list.flatMap { $0["stragglers"] as? [String] ?? [] } + list.compactMap { $0["forming"] as? String }
             } else {
                 let store = try openStore(cluster)
                 for s in try cli({ () throws(StoreError) in try store.sweeps() }) where (sweep == nil || s.name == sweep) && s.status == .running {
