@@ -1,0 +1,96 @@
+import Foundation
+
+/// Runs the ranks of `skein train --ranks N` and re-forms the group when one is lost: the
+/// survivors keep their processes, report how far they got, and continue as a smaller group
+/// from the most advanced survivor's state (same global batch, split over fewer ranks).
+final class RankSupervisor: @unchecked Sendable {
+    // @unchecked Sendable: all mutable state is behind `lock`; reader threads and termination
+    // handlers only post events.
+    let directory: String, executable: String, arguments: [String]
+    private let lock = NSCondition()
+    private var events: [Event] = []
+    enum Event { case line(Int, String), exited(Int, Int32) }
+    final class Member {
+        let process: Process, input: FileHandle
+        var rank: Int
+        var failedAt: Int?
+        var status: Int32?
+        init(process: Process, input: FileHandle, rank: Int) { self.process = process; self.input = input; self.rank = rank }
+    }
+
+    init(directory: String, executable: String, arguments: [String]) {
+        self.directory = directory; self.executable = executable; self.arguments = arguments
+    }
+
+    private func post(_ e: Event) { lock.lock(); events.append(e); lock.signal(); lock.unlock() }
+
+    private func peers(epoch: UInt64, count: Int) -> String {
+        (0..<count).map { "ipc://\(directory)/e\(epoch)-rank-\($0).ipc" }.joined(separator: ",")
+    }
+
+    func run(ranks n: Int) throws {
+        var epoch = UInt64.random(in: 1...UInt64(UInt32.max)) << 8
+        var members: [Member] = []
+        let list = peers(epoch: epoch, count: n)
+        for r in 0..<n {
+            let p = Process(), stdout = Pipe(), stdin = Pipe()
+            p.executableURL = URL(fileURLWithPath: executable)
+            p.arguments = arguments + ["--rank", String(r), "--peers", list, "--group-epoch", String(epoch), "--supervised"]
+            p.standardOutput = stdout
+            p.standardInput = stdin
+            let index = r
+            p.terminationHandler = { [self] proc in post(.exited(index, proc.terminationStatus)) }
+            try p.run()
+            FileHandle.standardError.write(Data("rank \(r): pid \(p.processIdentifier)\n".utf8))
+            members.append(Member(process: p, input: stdin.fileHandleForWriting, rank: r))
+            let reader = stdout.fileHandleForReading
+            Thread.detachNewThread { [self] in
+                var pending = Data()
+                while case let chunk = reader.availableData, !chunk.isEmpty {
+                    pending.append(chunk)
+                    while let nl = pending.firstIndex(of: 10) {
+                        post(.line(index, String(decoding: pending[pending.startIndex..<nl], as: UTF8.self)))
+                        pending.removeSubrange(pending.startIndex...nl)
+                    }
+                }
+            }
+        }
+        while members.contains(where: { $0.status == nil }) {
+            lock.lock()
+            while events.isEmpty { lock.wait() }
+            let batch = events
+            events = []
+            lock.unlock()
+            for e in batch {
+                switch e {
+                case let .line(i, text):
+                    if text.hasPrefix("@skein failed ") {
+                        members[i].failedAt = Int(text.split(separator: " ")[2])
+                    } else if members[i].rank == 0 && members[i].status == nil {
+                        print(text)
+                        fflush(nil)
+                    }
+                case let .exited(i, status):
+                    members[i].status = status
+                }
+            }
+            // Re-form once every live rank has reported its failed collective.
+            let live = members.filter { $0.status == nil }
+            if !live.isEmpty, live.allSatisfy({ $0.failedAt != nil }) {
+                epoch += 1
+                let order = live.enumerated().sorted { ($0.element.failedAt!, -$0.offset) > ($1.element.failedAt!, -$1.offset) }.map(\.element)
+                let list = peers(epoch: epoch, count: order.count)
+                FileHandle.standardError.write(Data("skein: a rank was lost; re-forming the group with \(order.count) rank(s) at step \(order[0].failedAt!)\n".utf8))
+                for (r, m) in order.enumerated() {
+                    m.rank = r
+                    m.failedAt = nil
+                    m.input.write(Data("group \(epoch) \(r) \(list)\n".utf8))
+                }
+            }
+        }
+        let ok = members.filter { $0.status == 0 }
+        let lost = members.filter { $0.status != 0 }.map { String($0.process.processIdentifier) }
+        guard !ok.isEmpty else { throw CLIError("data-parallel run failed: every rank exited with an error") }
+        if !lost.isEmpty { FileHandle.standardError.write(Data("skein: finished with \(ok.count) of \(members.count) ranks (lost: pid \(lost.joined(separator: ", ")))\n".utf8)) }
+    }
+}
