@@ -20,6 +20,12 @@ public func runBlocking<T: Sendable, E: Error>(_ work: @escaping @Sendable () as
     return try outcome.withLock { $0! }.get()
 }
 
+/// Joins a ring from a plain thread (see `runBlocking`): listens on `addresses[rank]`, dials the
+/// next rank and waits until both neighbours answer.
+public func joinRing(rank: Int, addresses: [String], epoch: UInt64, timeout: Duration) throws(CollectiveError) -> RingGroup {
+    try runBlocking { () throws(CollectiveError) in try await RingGroup(rank: rank, addresses: addresses, epoch: epoch, timeout: timeout) }
+}
+
 /// Sums each step's gradients across a data-parallel group with the ring allreduce, in one
 /// message stream for the whole flat gradient buffer (the network keeps all gradients in one
 /// buffer, so small layers are fused with large ones for free).

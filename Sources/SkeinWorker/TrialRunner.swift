@@ -98,10 +98,7 @@ public struct TrialRunner: Sendable {
             guard addresses.count == Int(a.world) else { return failed("group of \(a.world) ranks with \(addresses.count) addresses") }
             let rank = Int(a.rank), epoch = a.groupEpoch, timeout = Duration.milliseconds(Int(spec.peerTimeoutSeconds * 1000))
             do {
-                let group = try runBlocking { () throws(CollectiveError) in
-                    try await RingGroup(rank: rank, addresses: addresses, epoch: epoch, timeout: timeout)
-                }
-                reducer = RingReducer(group: group)
+                reducer = RingReducer(group: try joinRing(rank: rank, addresses: addresses, epoch: epoch, timeout: timeout))
             } catch {
                 return TrialResult(outcome: .handedBack, objective: .nan, exitStatus: 0, error: "could not form the group: \(error)", logTail: "")
             }
@@ -148,7 +145,7 @@ public struct TrialRunner: Sendable {
                 // Leave the ring cleanly so no rank loses the last step's frames.
                 closedCleanly = (try? runBlocking { () throws(CollectiveError) in try await group.close() }) != nil
             }
-            if stop.reason == .draining && !run.trainer.isFinished {
+            if stop.reason == .draining && !run.trainer.isFinished && speaks {
                 // Hand the trial back with its latest state, so the next worker loses nothing.
                 let c = run.trainer.checkpoint()
                 checkpoints.offer(step: Int64(c.globalStep), bytes: c.encoded())

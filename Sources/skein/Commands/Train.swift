@@ -65,9 +65,7 @@ struct Train: ParsableCommand {
             let timeout = Duration.milliseconds(Int(peerTimeout * 1000))
             // The epoch ties the group to this config and seed: a rank started for another run is refused.
             let epoch = groupEpoch ?? UInt64(truncatingIfNeeded: cfg.seed &* 1_000_003 &+ UInt64(world))
-            let group = try cli { () throws(CollectiveError) in
-                try runBlocking { () throws(CollectiveError) in try await RingGroup(rank: r, addresses: addresses, epoch: epoch, timeout: timeout) }
-            }
+            let group = try cli { () throws(CollectiveError) in try joinRing(rank: r, addresses: addresses, epoch: epoch, timeout: timeout) }
             reducer = RingReducer(group: group)
         }
         let run = try cli { () throws(TrainError) in
@@ -89,10 +87,7 @@ struct Train: ParsableCommand {
         defer {
             if let group = reducer?.group { try? runBlocking { () throws(CollectiveError) in try await group.close() } }
         }
-        var retired: [RingGroup] = []
-        while true {
-        do {
-        try run.run(onEvent: { event in
+        let onEvent: (TrainingEvent) -> Void = { event in
             if t.rank > 0 { return }
             switch event {
             case let .step(r):
@@ -121,32 +116,32 @@ struct Train: ParsableCommand {
                 if !json { progress.clear(); print("checkpoint \(path)") }
             }
             fflush(nil) // a pipe (the --ranks launcher, a log collector) sees each line as it happens
-        })
-        break
-        } catch let failure as CollectiveError where supervised {
-            // A rank was lost (or is silent): tell the launcher how far this rank got, take the
-            // re-formed group it sends back, and continue from the most advanced survivor's state.
-            // The old group is kept, not closed: closing a link whose peer died can hang nng 1.5.2.
-            print("@skein failed \(t.globalStep) \(failure)")
-            fflush(nil)
-            guard let line = readLine(), case let parts = line.split(separator: " "), parts.count == 4, parts[0] == "group",
-                  let epoch = UInt64(parts[1]), let newRank = Int(parts[2]) else {
-                throw CLIError("rank \(t.rank): the group failed (\(failure)) and no new group came")
-            }
-            let addresses = parts[3].split(separator: ",").map(String.init)
-            let timeout = Duration.milliseconds(Int(peerTimeout * 1000))
-            let group = try cli { () throws(CollectiveError) in
-                try runBlocking { () throws(CollectiveError) in
-                    try await RingGroup(rank: newRank, addresses: addresses, epoch: epoch, timeout: timeout)
-                }
-            }
-            if let old = reducer?.group { retired.append(old) }
-            reducer?.group = group
-            try resynchronize(t, over: group)
-            lastCommunication = reducer?.communicationSeconds ?? 0
-            if t.rank == 0 && !json { print("group re-formed: \(t.world) ranks, continuing at step \(t.globalStep)") }
-            fflush(nil)
         }
+        var retired: [RingGroup] = []
+        while true {
+            do {
+                try run.run(onEvent: onEvent)
+                break
+            } catch let failure as CollectiveError where supervised {
+                // A rank was lost (or is silent): tell the launcher how far this rank got, take the
+                // re-formed group it sends back, and continue from the most advanced survivor's state.
+                // The old group is kept, not closed: closing a link whose peer died can hang nng 1.5.2.
+                print("@skein failed \(t.globalStep) \(failure)")
+                fflush(nil)
+                guard let line = readLine(), case let parts = line.split(separator: " "), parts.count == 4, parts[0] == "group",
+                      let epoch = UInt64(parts[1]), let newRank = Int(parts[2]) else {
+                    throw CLIError("rank \(t.rank): the group failed (\(failure)) and no new group came")
+                }
+                let addresses = parts[3].split(separator: ",").map(String.init)
+                let timeout = Duration.milliseconds(Int(peerTimeout * 1000))
+                let group = try cli { () throws(CollectiveError) in try joinRing(rank: newRank, addresses: addresses, epoch: epoch, timeout: timeout) }
+                if let old = reducer?.group { retired.append(old) }
+                reducer?.group = group
+                try resynchronize(t, over: group)
+                lastCommunication = reducer?.communicationSeconds ?? 0
+                if t.rank == 0 && !json { print("group re-formed: \(t.world) ranks, continuing at step \(t.globalStep)") }
+                fflush(nil)
+            }
         }
         _ = retired
     }
