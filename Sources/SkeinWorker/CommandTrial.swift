@@ -59,14 +59,6 @@ struct CommandTrial {
         let parser = JSONLineMetrics(objective: spec.objective, metrics: metrics)
         let stderrTail = TailBuffer(lines: Self.tailLines)
         let outDone = Latch(), errDone = Latch()
-        out.fileHandleForReading.readabilityHandler = { h in
-            let d = h.availableData
-            if d.isEmpty { h.readabilityHandler = nil; outDone.open() } else { parser.feed(d) }
-        }
-        err.fileHandleForReading.readabilityHandler = { h in
-            let d = h.availableData
-            if d.isEmpty { h.readabilityHandler = nil; errDone.open() } else { stderrTail.feed(d) }
-        }
         let exited = Latch()
         p.terminationHandler = { _ in exited.open() }
         do {
@@ -74,6 +66,8 @@ struct CommandTrial {
         } catch {
             return failed("cannot start \(program): \(error.localizedDescription)")
         }
+        Self.drain(out.fileHandleForReading, done: outDone) { parser.feed($0) }
+        Self.drain(err.fileHandleForReading, done: errDone) { stderrTail.feed($0) }
         let deadline = spec.timeoutSeconds.map { Date().addingTimeInterval($0) }
         let pid = p.processIdentifier
         await withTaskGroup(of: Void.self) { group in
@@ -122,6 +116,16 @@ struct CommandTrial {
                 return (path, d)
             }
             .max { $0.1 < $1.1 }?.0
+    }
+
+    /// Reads a pipe to its end with blocking reads on a thread of its own. Foundation's
+    /// `readabilityHandler` (a libdispatch source) crashed the worker once here, in libdispatch's
+    /// event loop, with two commands starting at the same moment.
+    static func drain(_ handle: FileHandle, done: Latch, into sink: @escaping @Sendable (Data) -> Void) {
+        Thread.detachNewThread {
+            while let d = try? handle.read(upToCount: 1 << 16), !d.isEmpty { sink(d) }
+            done.open()
+        }
     }
 
     static func which(_ name: String) -> String? {
