@@ -49,7 +49,11 @@ public final class Socket: Sendable {
             try check(nng_socket_set_ms(raw, NNG_OPT_RECONNMINT, nngDuration(options.reconnectMin)), "set reconnect time")
             try check(nng_socket_set_ms(raw, NNG_OPT_RECONNMAXT, nngDuration(options.reconnectMax)), "set reconnect time")
             // Counted for `waitUntilDisconnected`; nng calls these on its own threads.
-            let counter = Unmanaged.passUnretained(links).toOpaque()
+            // Retained for good (a few bytes per socket ever opened): nng may still run a
+            // pipe-removal callback after `nng_close` returned, and a counter freed with the
+            // socket would then be written after free (seen as heap corruption: crashes in
+            // libdispatch and in nng's own mutexes).
+            let counter = Unmanaged.passRetained(links).toOpaque()
             try check(nng_pipe_notify(raw, NNG_PIPE_EV_ADD_POST, linkEvent, counter), "watch connections")
             try check(nng_pipe_notify(raw, NNG_PIPE_EV_REM_POST, linkEvent, counter), "watch connections")
             if let depth = options.receiveBuffer {
@@ -190,8 +194,8 @@ public final class Socket: Sendable {
     }
 }
 
-/// Established connections of one socket. nng does not retain it: the socket does, and nng
-/// calls no pipe callback after `nng_close` returned.
+/// Established connections of one socket. The pipe callbacks hold a reference that is never
+/// released (see `Socket.init`): nng gives no point after which they can no longer run.
 final class LinkCounter: Sendable {
     let count = Atomic<Int>(0)
 }
