@@ -1,4 +1,7 @@
 import CNNG
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 /// Holds one `nng_aio` and the continuation its completion resumes.
@@ -47,6 +50,32 @@ private func aioCompleted(_ arg: UnsafeMutableRawPointer?) {
 /// pool frees the idle ones; busy ones are freed by their task when they come back.
 final class AIOPool: Sendable {
     private let state = Mutex<(idle: [AIOCompletion], closed: Bool)>(([], false))
+    /// Calls into nng in progress on this socket, plus `closing` once it is being closed.
+    /// nng 1.5.2 frees a socket under a thread that is still inside `nng_ctx_send` (inproc
+    /// delivers synchronously, so a reply can complete a request before the call returns):
+    /// the caller then locks a destroyed mutex (seen: "pthread_mutex_lock: Invalid argument",
+    /// about 1 test run in 30). So closing waits for the calls in progress and refuses new ones.
+    private let calls = Atomic<Int>(0)
+    private static let closing = 1 << 62
+
+    /// Registers a call into nng; false once the socket is closing (make no call then).
+    func enter() -> Bool {
+        var v = calls.load(ordering: .acquiring)
+        while v & Self.closing == 0 {
+            let (done, now) = calls.compareExchange(expected: v, desired: v + 1, ordering: .acquiringAndReleasing)
+            if done { return true }
+            v = now
+        }
+        return false
+    }
+
+    func leave() { calls.subtract(1, ordering: .releasing) }
+
+    /// Refuses new calls and waits until the ones in progress have returned (they are short).
+    func quiesce() {
+        calls.bitwiseOr(Self.closing, ordering: .acquiringAndReleasing)
+        while calls.load(ordering: .acquiring) & ~Self.closing != 0 { sched_yield() }
+    }
 
     func take() throws(TransportError) -> AIOCompletion {
         if let box = state.withLock({ $0.idle.popLast() }) { return box }
@@ -95,10 +124,12 @@ func withAIO<R: ~Copyable>(
     defer { pool.give(box) }
     let aio = box.aio!
     nng_aio_set_timeout(aio, nngDuration(timeout))
+    guard pool.enter() else { return try finish(aio, Int32(NNG_ECLOSED.rawValue)) }
     await withTaskCancellationHandler {
         await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
             box.continuation = c
             submit(aio)
+            pool.leave()
             // A cancel that arrived before submission found nothing to abort: abort now.
             if Task.isCancelled { nng_aio_cancel(aio) }
         }

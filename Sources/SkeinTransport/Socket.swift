@@ -74,6 +74,7 @@ public final class Socket: Sendable {
     /// Closes the socket; pending operations end with `.closed`. Idempotent.
     public func close() {
         if !isClosed.exchange(true, ordering: .acquiringAndReleasing) {
+            aios.quiesce()
             nng_close(raw)
             aios.close()
         }
@@ -131,8 +132,10 @@ public final class Socket: Sendable {
             throw TransportError(.messageTooLarge(size: message.count, limit: limit), operation: "send")
         }
         // Fast path: if nng can take the message right now, no aio and no thread hop.
+        guard aios.enter() else { throw TransportError(.closed, operation: "send") }
         let msg = message.release()
         let rv = nng_sendmsg(raw, msg, Int32(NNG_FLAG_NONBLOCK))
+        aios.leave()
         if rv == 0 { return }
         message = Message(taking: msg)
         if !Self.wouldBlock(rv) { throw TransportError.fromNNG(rv, operation: "send") }
