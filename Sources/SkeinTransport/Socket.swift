@@ -17,19 +17,13 @@ public final class Socket: Sendable {
         /// Dialer back-off: first retry after `reconnectMin`, doubling up to `reconnectMax`.
         public var reconnectMin: Duration
         public var reconnectMax: Duration
-        /// Messages nng may queue on the socket for a receiver that has not asked yet (nng's
-        /// `NNG_OPT_RECVBUF`; nil keeps the pattern's default). A queued message outlives its
-        /// connection; one still held by the connection is dropped when the link closes.
-        public var receiveBuffer: Int?
 
         public init(maxMessageSize: Int = 256 << 20, defaultTimeout: Duration? = .seconds(30),
-                    reconnectMin: Duration = .milliseconds(50), reconnectMax: Duration = .seconds(2),
-                    receiveBuffer: Int? = nil) {
+                    reconnectMin: Duration = .milliseconds(50), reconnectMax: Duration = .seconds(2)) {
             self.maxMessageSize = maxMessageSize
             self.defaultTimeout = defaultTimeout
             self.reconnectMin = reconnectMin
             self.reconnectMax = reconnectMax
-            self.receiveBuffer = receiveBuffer
         }
     }
 
@@ -56,9 +50,6 @@ public final class Socket: Sendable {
             let counter = Unmanaged.passRetained(links).toOpaque()
             try check(nng_pipe_notify(raw, NNG_PIPE_EV_ADD_POST, linkEvent, counter), "watch connections")
             try check(nng_pipe_notify(raw, NNG_PIPE_EV_REM_POST, linkEvent, counter), "watch connections")
-            if let depth = options.receiveBuffer {
-                try check(nng_socket_set_int(raw, NNG_OPT_RECVBUF, Int32(clamping: depth)), "set receive buffer")
-            }
             if pattern == .subscribe {
                 // Subscribe to everything; topic filtering is not a feature Skein needs.
                 try check(nng_socket_set(raw, NNG_OPT_SUB_SUBSCRIBE, nil, 0), "subscribe")
