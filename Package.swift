@@ -67,7 +67,7 @@ let package = Package(
         .testTarget(name: "SkeinCoordinatorTests", dependencies: ["SkeinCoordinator", "SkeinConfig", "SkeinSearch", "SkeinWire", "SkeinTrain", "SkeinReport"]),
         // Real coordinator and worker processes over real nng sockets.
         .testTarget(name: "SkeinClusterTests", dependencies: ["skein", "SkeinStore", "SkeinTestSupport", "SkeinTransport", "SkeinWire"]),
-        .testTarget(name: "SkeinCollectiveTests", dependencies: ["SkeinCollective", "SkeinTestSupport", "skein-testpeer"]),
+        .testTarget(name: "SkeinCollectiveTests", dependencies: ["SkeinCollective", "SkeinTensor", "SkeinTransport", "SkeinWire", "SkeinTestSupport", "skein-testpeer"]),
         .testTarget(name: "SkeinTrainTests", dependencies: ["SkeinTrain", "SkeinTensor", "SkeinRandom", "SkeinTestSupport"]),
         // Helpers for multi-process tests: start built executables, unique addresses and paths.
         .target(name: "SkeinTestSupport", path: "Tests/Support"),

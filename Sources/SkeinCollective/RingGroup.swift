@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import SkeinTensor
 import SkeinTransport
 import SkeinWire
@@ -15,12 +18,22 @@ import SkeinWire
 /// timing, so repeated runs give identical bits. It is not independent of the world size (a
 /// different number of ranks sums in a different order); see `Sources/SkeinCollective/README.md`.
 ///
+/// **One host.** When the next rank listens on an `ipc://` address (so it runs on this host),
+/// payloads travel through a shared-memory window (`SharedWindow`) and the nng frame carries
+/// only the header: same framing, epochs, deadlines and failure detection, one copy instead of
+/// three. Within an allreduce every step's segment has its own place in the window, and
+/// consecutive allreduces alternate between its two halves: a rank that starts allreduce k+2
+/// has finished k+1, which needed the next rank to have finished k (it forwarded a segment that
+/// rank summed in k+1), so nothing it still reads is overwritten. If the window cannot be made
+/// (no `/dev/shm`, too small), frames carry their payloads as before.
+///
 /// **Failure.** Every send and receive has a deadline (`timeout`, about two heartbeat
 /// intervals); a dead or silent neighbour ends the collective with `.peerTimeout(rank:)`.
 /// Not for concurrent use: one task drives a group.
 /// `@unchecked Sendable`: one task drives a group at a time; the only concurrency is inside
-/// `exchange`, whose two child tasks use different sockets (`next`, `prev`) and disjoint buffers,
-/// and `sequence` changes only between collectives.
+/// `exchange`, whose two child tasks use different sockets (`next`, `prev`), disjoint buffers and
+/// different windows (only the sending child reads `outWindow`, only the receiving child touches
+/// `inWindow`), and `sequence` and `outWindow` change only between collectives.
 public final class RingGroup: @unchecked Sendable {
     public let rank: Int
     public let world: Int
@@ -38,13 +51,26 @@ public final class RingGroup: @unchecked Sendable {
     private var firstFrameStart: ContinuousClock.Instant?
     private var closed = false
 
+    /// Send payloads through shared memory (the next rank is on this host and it worked so far).
+    public private(set) var sendsThroughSharedMemory: Bool
+    /// Segments smaller than this go inline: a tiny frame costs no more than a shared slot.
+    static let sharedMemoryMinimumBytes = 4096
+    let ownAddress: String
+    let nextAddress: String
+    private var outWindow: SharedWindow?
+    private var outGeneration: UInt16 = 0
+    private var outPaths: [String] = []
+    private var inWindow: SharedWindow?
+    private var inGeneration: UInt16 = 0
+    private var allreduces: UInt64 = 0
+
     var nextRank: Int { (rank + 1) % world }
     var prevRank: Int { (rank + world - 1) % world }
 
     /// Joins the ring: listens on `addresses[rank]`, dials `addresses[rank + 1]`, and waits
     /// until both neighbours answer (or `timeout` passes).
     public init(rank: Int, addresses: [String], epoch: UInt64, timeout: Duration = .seconds(2),
-                chunkFloats: Int = 1 << 18, tls: TLSConfiguration? = nil) async throws(CollectiveError) {
+                chunkFloats: Int = 1 << 18, sharedMemory: Bool = true, tls: TLSConfiguration? = nil) async throws(CollectiveError) {
         guard !addresses.isEmpty, rank >= 0, rank < addresses.count else {
             throw .invalidGroup("rank \(rank) of \(addresses.count) addresses")
         }
@@ -53,6 +79,9 @@ public final class RingGroup: @unchecked Sendable {
         self.epoch = epoch
         self.timeout = timeout
         self.chunkFloats = max(chunkFloats, 1)
+        ownAddress = addresses[rank]
+        nextAddress = addresses[(rank + 1) % world]
+        sendsThroughSharedMemory = sharedMemory && world > 1 && nextAddress.hasPrefix("ipc://")
         if world == 1 {
             next = nil; prev = nil
             return
@@ -74,8 +103,34 @@ public final class RingGroup: @unchecked Sendable {
     }
 
     deinit {
+        releaseSharedMemory()
         next?.close()
         prev?.close()
+    }
+
+    /// Removes the names of this rank's windows (mappings stay valid); a receiver that never
+    /// mapped one (it failed first) can no longer, and nothing is left in `/dev/shm`.
+    private func releaseSharedMemory() {
+        for path in outPaths { unlink(path) }
+        outPaths = []
+    }
+
+    /// A window of at least `bytes` for this allreduce's outgoing payloads, or nil (inline).
+    private func outgoingWindow(bytes: Int) -> SharedWindow? {
+        guard sendsThroughSharedMemory else { return nil }
+        if let w = outWindow, w.size >= bytes { return w }
+        guard outGeneration < SharedPayload.maxGeneration else { sendsThroughSharedMemory = false; return nil }
+        let generation = outGeneration + 1
+        let path = SharedWindow.path(receiver: nextAddress, epoch: epoch, generation: generation)
+        do {
+            let w = try SharedWindow.create(path: path, size: bytes)
+            outWindow = w; outGeneration = generation; outPaths.append(path)
+            return w
+        } catch {
+            // No usable /dev/shm: carry payloads in the frames from now on.
+            sendsThroughSharedMemory = false
+            return nil
+        }
     }
 
     /// Leaves the group after its last collective, without losing anything in flight.
@@ -93,6 +148,7 @@ public final class RingGroup: @unchecked Sendable {
     public func close() async throws(CollectiveError) {
         guard let next, let prev, !closed else { return }
         closed = true
+        defer { releaseSharedMemory() }
         sequence += 1
         let none = UnsafeBufferPointer<Float>(start: nil, count: 0), nothing = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
         try await exchange(send: none, receive: nothing, tag: tag(phase: 4, step: 0), add: false)
@@ -116,18 +172,30 @@ public final class RingGroup: @unchecked Sendable {
             let k = ((j % world) + world) % world
             return (k * n / world)..<((k + 1) * n / world)
         }
+        // Each of the 2(world − 1) steps sends one segment; in shared memory each has its slot.
+        let slotBytes = ((n + world - 1) / world * 4 + 63) & ~63
+        let halfBytes = 2 * (world - 1) * slotBytes
+        let window = slotBytes >= Self.sharedMemoryMinimumBytes ? outgoingWindow(bytes: 2 * halfBytes) : nil
+        let half = Int(allreduces & 1)
+        allreduces += 1
+        func slot(_ step: Int) -> Int? { window == nil ? nil : half * halfBytes + step * slotBytes }
         firstFrameStart = .now
-        // Reduce-scatter: after step s, rank r holds the partial sum of segment r−s−1 over s+2 ranks.
-        for s in 0..<(world - 1) {
-            let out = segment(rank - s), into = segment(rank - s - 1)
-            try await exchange(send: UnsafeBufferPointer(rebasing: buffer[out]), receive: UnsafeMutableBufferPointer(rebasing: buffer[into]),
-                               tag: tag(phase: 1, step: UInt64(s)), add: true)
-        }
-        // All-gather: pass the finished segments around.
-        for s in 0..<(world - 1) {
-            let out = segment(rank + 1 - s), into = segment(rank - s)
-            try await exchange(send: UnsafeBufferPointer(rebasing: buffer[out]), receive: UnsafeMutableBufferPointer(rebasing: buffer[into]),
-                               tag: tag(phase: 2, step: UInt64(s)), add: false)
+        do {
+            // Reduce-scatter: after step s, rank r holds the partial sum of segment r−s−1 over s+2 ranks.
+            for s in 0..<(world - 1) {
+                let out = segment(rank - s), into = segment(rank - s - 1)
+                try await exchange(send: UnsafeBufferPointer(rebasing: buffer[out]), receive: UnsafeMutableBufferPointer(rebasing: buffer[into]),
+                                   tag: tag(phase: 1, step: UInt64(s)), add: true, slot: slot(s))
+            }
+            // All-gather: pass the finished segments around.
+            for s in 0..<(world - 1) {
+                let out = segment(rank + 1 - s), into = segment(rank - s)
+                try await exchange(send: UnsafeBufferPointer(rebasing: buffer[out]), receive: UnsafeMutableBufferPointer(rebasing: buffer[into]),
+                                   tag: tag(phase: 2, step: UInt64(s)), add: false, slot: slot(world - 1 + s))
+            }
+        } catch {
+            releaseSharedMemory() // the group is finished; leave nothing in /dev/shm
+            throw error
         }
     }
 
@@ -142,22 +210,23 @@ public final class RingGroup: @unchecked Sendable {
 
     /// Sends `send` to the next rank while receiving `receive.count` floats from the previous
     /// one (added in, or copied), concurrently.
-    func exchange(send: UnsafeBufferPointer<Float>, receive: UnsafeMutableBufferPointer<Float>, tag: UInt64, add: Bool) async throws(CollectiveError) {
+    func exchange(send: UnsafeBufferPointer<Float>, receive: UnsafeMutableBufferPointer<Float>, tag: UInt64, add: Bool,
+                  slot: Int? = nil) async throws(CollectiveError) {
         guard let next, let prev else { return }
-        try await exchange(send: send, on: next, to: nextRank, receive: receive, on: prev, from: prevRank, tag: tag, add: add)
+        try await exchange(send: send, on: next, to: nextRank, receive: receive, on: prev, from: prevRank, tag: tag, add: add, slot: slot)
     }
 
     /// The general form: send on one link while receiving on another (the close handshake
     /// runs it backwards).
     func exchange(send: UnsafeBufferPointer<Float>, on out: Socket, to outRank: Int,
                   receive: UnsafeMutableBufferPointer<Float>, on inbound: Socket, from inRank: Int,
-                  tag: UInt64, add: Bool) async throws(CollectiveError) {
+                  tag: UInt64, add: Bool, slot: Int? = nil) async throws(CollectiveError) {
         // Raw pointers cross into the child task: the parent awaits it before returning, so
         // the buffers outlive every use.
         let s = SendableBuffer(send), r = SendableMutableBuffer(receive)
         let result: Result<Void, CollectiveError> = await withTaskGroup(of: Result<Void, CollectiveError>.self) { group in
             group.addTask {
-                do throws(CollectiveError) { try await self.send(s.buffer, on: out, to: outRank, tag: tag); return .success(()) } catch {
+                do throws(CollectiveError) { try await self.send(s.buffer, on: out, to: outRank, tag: tag, slot: slot); return .success(()) } catch {
                     return .failure(error)
                 }
             }
@@ -183,17 +252,24 @@ public final class RingGroup: @unchecked Sendable {
         try await send(values, on: next, to: nextRank, tag: tag)
     }
 
-    /// Sends `values` in frames of at most `chunkFloats` (one empty frame for an empty buffer).
-    func send(_ values: UnsafeBufferPointer<Float>, on socket: Socket, to peer: Int, tag: UInt64) async throws(CollectiveError) {
+    /// Sends `values` in frames of at most `chunkFloats` (one empty frame for an empty buffer);
+    /// with a `slot`, the payloads go to the shared window at that byte position.
+    func send(_ values: UnsafeBufferPointer<Float>, on socket: Socket, to peer: Int, tag: UInt64, slot: Int? = nil) async throws(CollectiveError) {
         var offset = 0
+        let window = slot == nil ? nil : outWindow
         repeat {
             let count = min(chunkFloats, values.count - offset)
-            let header = TensorFrameHeader(count: UInt32(count), epoch: epoch, tag: tag, offset: UInt64(offset))
+            var header = TensorFrameHeader(count: UInt32(count), epoch: epoch, tag: tag, offset: UInt64(offset))
+            if let window, let slot, count > 0 {
+                let position = slot + offset * 4
+                (window.base + position).copyMemory(from: values.baseAddress! + offset, byteCount: count * 4)
+                header.shared = SharedPayload(generation: outGeneration, position: UInt64(position))
+            }
             do {
                 var m = try Message(count: header.frameSize)
                 m.withUnsafeMutableBytes { body in
                     header.write(into: body)
-                    if count > 0 {
+                    if count > 0 && header.shared == nil {
                         TensorFrameHeader.writePayload(UnsafeBufferPointer(rebasing: values[offset..<offset + count]),
                                                        into: UnsafeMutableRawBufferPointer(rebasing: body[TensorFrameHeader.size...]))
                     }
@@ -237,10 +313,16 @@ public final class RingGroup: @unchecked Sendable {
                     throw .outOfSequence(rank: from, expectedTag: tag, gotTag: h.tag)
                 }
                 guard expected > 0 else { return 0 }
-                let payload = UnsafeRawBufferPointer(rebasing: frame[TensorFrameHeader.size...])
+                let payload: UnsafeRawBufferPointer
+                if let shared = h.shared {
+                    payload = try sharedPayload(shared, bytes: expected * 4, from: from)
+                } else {
+                    payload = UnsafeRawBufferPointer(rebasing: frame[TensorFrameHeader.size...])
+                }
                 let dst = UnsafeMutableBufferPointer(rebasing: values[offset..<offset + expected])
                 if add {
-                    // Frame payloads sit 40 bytes into nng's buffer: float-aligned, read in place.
+                    // Frame payloads sit 40 bytes into nng's buffer and window slots are 64-byte
+                    // aligned: float-aligned either way, read in place.
                     let src = payload.baseAddress!.assumingMemoryBound(to: Float.self)
                     Vectorized.add(src, into: dst.baseAddress!, count: expected)
                 } else {
@@ -250,6 +332,28 @@ public final class RingGroup: @unchecked Sendable {
             }
             offset += got
         } while offset < values.count
+    }
+
+    /// The bytes a frame points to in the previous rank's window, mapping a new generation of
+    /// it when the frame names one. A position outside the window is refused, never read.
+    private func sharedPayload(_ shared: SharedPayload, bytes: Int, from: Int) throws(CollectiveError) -> UnsafeRawBufferPointer {
+        guard ownAddress.hasPrefix("ipc://") else {
+            throw .malformed(rank: from, .invalidValue(field: "shared", value: UInt64(shared.generation)))
+        }
+        if inWindow == nil || inGeneration != shared.generation {
+            let path = SharedWindow.path(receiver: ownAddress, epoch: epoch, generation: shared.generation)
+            do throws(SharedWindowError) {
+                inWindow = try SharedWindow.attach(path: path)
+                inGeneration = shared.generation
+            } catch {
+                throw .peerFailed(rank: from, operation: "map shared window", detail: error.description)
+            }
+        }
+        let window = inWindow!
+        guard shared.position % 4 == 0, shared.position <= UInt64(window.size), UInt64(bytes) <= UInt64(window.size) - shared.position else {
+            throw .malformed(rank: from, .lengthOutOfRange(field: "shared.position", declared: shared.position, limit: UInt64(window.size)))
+        }
+        return UnsafeRawBufferPointer(start: window.base + Int(shared.position), count: bytes)
     }
 
     private func map(_ e: TransportError, rank: Int, operation: String) -> CollectiveError {

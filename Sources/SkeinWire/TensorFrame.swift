@@ -1,10 +1,14 @@
 /// A frame carrying float32 values: a fixed 40-byte header, then `count` little-endian floats.
 ///
 /// Header: magic "ST" (2) ‖ version (1) ‖ dtype (1, 1 = float32) ‖ count (4) ‖
-/// epoch (8) ‖ tag (8) ‖ offset (8) ‖ reserved (8). `epoch` fences stale peers of a
+/// epoch (8) ‖ tag (8) ‖ offset (8) ‖ shared (8). `epoch` fences stale peers of a
 /// data-parallel group; `tag` identifies the step and chunk; `offset` is the position of the
 /// first value in the whole tensor. The payload is written and read in place, never copied
 /// into an intermediate array.
+///
+/// `shared` is 0 when the payload follows the header. Between two processes on one host the
+/// payload may instead sit in the sender's shared-memory window (`SharedPayload`); the frame is
+/// then the header alone.
 public struct TensorFrameHeader: Equatable, Sendable {
     public static let size = 40
     public static let float32: UInt8 = 1
@@ -13,13 +17,15 @@ public struct TensorFrameHeader: Equatable, Sendable {
     public var epoch: UInt64
     public var tag: UInt64
     public var offset: UInt64
+    /// Where the payload is when it is not inline.
+    public var shared: SharedPayload?
 
-    public init(count: UInt32, epoch: UInt64, tag: UInt64, offset: UInt64) {
-        self.count = count; self.epoch = epoch; self.tag = tag; self.offset = offset
+    public init(count: UInt32, epoch: UInt64, tag: UInt64, offset: UInt64, shared: SharedPayload? = nil) {
+        self.count = count; self.epoch = epoch; self.tag = tag; self.offset = offset; self.shared = shared
     }
 
     /// Bytes of the whole frame.
-    public var frameSize: Int { Self.size + Int(count) * 4 }
+    public var frameSize: Int { Self.size + (shared == nil ? Int(count) * 4 : 0) }
 
     /// Writes the header into the first `size` bytes of `buffer` (which must be that large).
     public func write(into buffer: UnsafeMutableRawBufferPointer) {
@@ -31,12 +37,12 @@ public struct TensorFrameHeader: Equatable, Sendable {
         buffer.storeBytes(of: epoch.littleEndian, toByteOffset: 8, as: UInt64.self)
         buffer.storeBytes(of: tag.littleEndian, toByteOffset: 16, as: UInt64.self)
         buffer.storeBytes(of: offset.littleEndian, toByteOffset: 24, as: UInt64.self)
-        buffer.storeBytes(of: UInt64(0), toByteOffset: 32, as: UInt64.self)
+        buffer.storeBytes(of: (shared?.encoded ?? 0).littleEndian, toByteOffset: 32, as: UInt64.self)
     }
 
     /// Encodes a whole frame (header + payload) into a new array; for tests and small tensors.
     public static func encode(_ header: TensorFrameHeader, values: [Float]) -> [UInt8] {
-        precondition(Int(header.count) == values.count)
+        precondition(Int(header.count) == values.count && header.shared == nil)
         var out = [UInt8](repeating: 0, count: header.frameSize)
         out.withUnsafeMutableBytes { buf in
             header.write(into: buf)
@@ -59,14 +65,15 @@ public struct TensorFrameHeader: Equatable, Sendable {
         let epoch: UInt64 = try r.read("epoch")
         let tag: UInt64 = try r.read("tag")
         let offset: UInt64 = try r.read("offset")
-        let _: UInt64 = try r.read("reserved")
+        let sharedBits: UInt64 = try r.read("shared")
+        let shared = try SharedPayload(decoding: sharedBits)
         guard Int(count) <= maxCount else {
             throw .lengthOutOfRange(field: "count", declared: UInt64(count), limit: UInt64(maxCount))
         }
-        let payload = Int(count) * 4
+        let payload = shared == nil ? Int(count) * 4 : 0
         if payload > r.remaining { throw .truncated(field: "payload", needed: payload, available: r.remaining) }
         if payload < r.remaining { throw .trailingBytes(r.remaining - payload) }
-        return TensorFrameHeader(count: count, epoch: epoch, tag: tag, offset: offset)
+        return TensorFrameHeader(count: count, epoch: epoch, tag: tag, offset: offset, shared: shared)
     }
 
     /// Copies floats into a payload area as little-endian (a plain copy on little-endian hosts).
@@ -91,5 +98,32 @@ public struct TensorFrameHeader: Equatable, Sendable {
         #else
         for i in 0..<values.count { values[i] = Float(bitPattern: UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))) }
         #endif
+    }
+}
+
+/// A payload in the sender's shared-memory window: which window (a generation number, new
+/// each time the sender needs a larger one) and the byte position in it. The receiver checks
+/// the position against the window it mapped; the frame itself is only the header.
+///
+/// Encoded in the header's last word: bit 63 set ‖ generation (15 bits) ‖ position (48 bits).
+public struct SharedPayload: Equatable, Sendable {
+    public static let maxGeneration: UInt16 = 0x7FFF
+    public static let maxPosition: UInt64 = (1 << 48) - 1
+    public var generation: UInt16
+    public var position: UInt64
+
+    public init(generation: UInt16, position: UInt64) {
+        precondition(generation <= Self.maxGeneration && position <= Self.maxPosition)
+        self.generation = generation; self.position = position
+    }
+
+    var encoded: UInt64 { 1 << 63 | UInt64(generation) << 48 | position }
+
+    /// nil for 0 (inline payload); any other word without bit 63 is malformed.
+    init?(decoding bits: UInt64) throws(WireError) {
+        if bits == 0 { return nil }
+        guard bits >> 63 == 1 else { throw .invalidValue(field: "shared", value: bits) }
+        generation = UInt16(truncatingIfNeeded: bits >> 48) & Self.maxGeneration
+        position = bits & Self.maxPosition
     }
 }

@@ -102,7 +102,10 @@ do {
         let timeoutMs = args.count > 6 ? Int(args[6]) ?? 2000 : 2000
         let addresses = (0..<world).map { r in Int(base).map { "tcp://127.0.0.1:\($0 + r)" } ?? "ipc://\(base)-\(r).ipc" }
         do {
-            let group = try await RingGroup(rank: rank, addresses: addresses, epoch: 7, timeout: .milliseconds(timeoutMs))
+            // SKEIN_TESTPEER_INLINE=1: payloads in the frames even on one host (no shared memory).
+            let inline = getenv("SKEIN_TESTPEER_INLINE").map { String(cString: $0) } == "1"
+            let group = try await RingGroup(rank: rank, addresses: addresses, epoch: 7, timeout: .milliseconds(timeoutMs),
+                                            sharedMemory: !inline)
             print("joined")
             fflush(nil)
             var result = [Float]()

@@ -8,10 +8,11 @@ func contribution(_ rank: Int, _ i: Int) -> Float { Float(10 * sin(0.37 * Double
 func reference(_ i: Int, world: Int) -> Double { (0..<world).reduce(0.0) { $0 + Double(contribution($1, i)) } }
 
 /// Runs `world` peer processes through `repeats` allreduces and returns each rank's output lines.
-func runRing(world: Int, length: Int, repeats: Int = 1, timeoutMs: Int = 5000) async throws -> [[String]] {
-    let base = TemporaryDirectory.unique(prefix: "ring")
+func runRing(world: Int, length: Int, repeats: Int = 1, timeoutMs: Int = 5000, inline: Bool = false, tcpBase: Int? = nil) async throws -> [[String]] {
+    let base = tcpBase.map(String.init) ?? TemporaryDirectory.unique(prefix: "ring")
     let peers = try (0..<world).map { r in
-        try ChildProcess("skein-testpeer", ["allreduce", String(r), String(world), base, String(length), String(repeats), String(timeoutMs)])
+        try ChildProcess("skein-testpeer", ["allreduce", String(r), String(world), base, String(length), String(repeats), String(timeoutMs)],
+                         environment: inline ? ["SKEIN_TESTPEER_INLINE": "1"] : [:])
     }
     defer { for p in peers { p.kill() } }
     for p in peers {
@@ -51,6 +52,21 @@ struct AllreduceTests {
         let once = try await runRing(world: 3, length: 100_001, repeats: 1)
         let many = try await runRing(world: 3, length: 100_001, repeats: 20)
         #expect(once.map { $0.first { $0.hasPrefix("result") } } == many.map { $0.first { $0.hasPrefix("result") } })
+    }
+
+    @Test("payloads through shared memory, in the frames, or over tcp give the same bits; nothing is left in /dev/shm")
+    func sharedMemoryMatchesInline() async throws {
+        let before = Set(try FileManager.default.contentsOfDirectory(atPath: "/dev/shm"))
+        for world in [2, 3] {
+            let shared = try await runRing(world: world, length: 1_000_003, repeats: 3)
+            let inline = try await runRing(world: world, length: 1_000_003, repeats: 3, inline: true)
+            let tcp = try await runRing(world: world, length: 1_000_003, repeats: 3, tcpBase: 26_000 + 100 * world + Int.random(in: 0..<50) * 10)
+            let hash = { (out: [[String]]) in out.map { $0.first { $0.hasPrefix("result ") } } }
+            #expect(hash(shared) == hash(inline), "world \(world)")
+            #expect(hash(shared) == hash(tcp), "world \(world)")
+        }
+        let left = try FileManager.default.contentsOfDirectory(atPath: "/dev/shm").filter { $0.hasPrefix("skein-") && !before.contains($0) }
+        #expect(left.isEmpty, "left in /dev/shm: \(left)")
     }
 
     @Test("killing one rank in the middle of allreduces: the others report it, naming the rank, within the bound")

@@ -165,6 +165,21 @@ struct CodecTests {
                 try TensorFrameHeader.decode(buf, maxCount: 4)
             }
         }
+        // A payload in the sender's shared window: the frame is the header alone.
+        let shared = TensorFrameHeader(count: 1000, epoch: 5, tag: 1, offset: 0, shared: SharedPayload(generation: 3, position: 4096))
+        var frame = [UInt8](repeating: 0, count: shared.frameSize)
+        #expect(frame.count == TensorFrameHeader.size)
+        frame.withUnsafeMutableBytes { shared.write(into: $0) }
+        let decoded = try frame.withUnsafeBytes { buf throws(WireError) in try TensorFrameHeader.decode(buf) }
+        #expect(decoded == shared)
+        // With a payload after it, or a last word without the shared bit, it is refused.
+        _ = (frame + [0, 0, 0, 0]).withUnsafeBytes { buf in
+            #expect(throws: WireError.trailingBytes(4)) { try TensorFrameHeader.decode(buf) }
+        }
+        frame[39] = 0x12
+        _ = frame.withUnsafeBytes { buf in
+            #expect(throws: WireError.self) { try TensorFrameHeader.decode(buf) }
+        }
         var rng = SplitMix(state: 7)
         for _ in 0..<20_000 {
             let noise = (0..<Int.random(in: 0..<80, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
