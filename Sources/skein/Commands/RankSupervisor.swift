@@ -18,8 +18,24 @@ final class RankSupervisor: @unchecked Sendable {
         init(process: Process, input: FileHandle, rank: Int) { self.process = process; self.input = input; self.rank = rank }
     }
 
-    init(directory: String, executable: String, arguments: [String]) {
-        self.directory = directory; self.executable = executable; self.arguments = arguments
+    /// CPUs to pin the ranks to (rank r on `cpus[r]`), or nil to let the scheduler place them.
+    let cpus: [Int]?
+
+    init(directory: String, executable: String, arguments: [String], cpus: [Int]?) {
+        self.directory = directory; self.executable = executable; self.arguments = arguments; self.cpus = cpus
+    }
+
+    /// The CPUs this process may run on (its `Cpus_allowed_list`, e.g. "0-3,8"), or nil if unknown.
+    static func allowedCPUs() -> [Int]? {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") }) else { return nil }
+        var cpus: [Int] = []
+        for part in line.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces).split(separator: ",") {
+            let bounds = part.split(separator: "-").compactMap { Int($0) }
+            guard let low = bounds.first, let high = bounds.last, low <= high else { return nil }
+            cpus.append(contentsOf: low...high)
+        }
+        return cpus.isEmpty ? nil : cpus
     }
 
     private func post(_ e: Event) { lock.lock(); events.append(e); lock.signal(); lock.unlock() }
@@ -34,8 +50,15 @@ final class RankSupervisor: @unchecked Sendable {
         let list = peers(epoch: epoch, count: n)
         for r in 0..<n {
             let p = Process(), stdout = Pipe(), stdin = Pipe()
-            p.executableURL = URL(fileURLWithPath: executable)
-            p.arguments = arguments + ["--rank", String(r), "--peers", list, "--group-epoch", String(epoch), "--supervised"]
+            let rankArguments = arguments + ["--rank", String(r), "--peers", list, "--group-epoch", String(epoch), "--supervised"]
+            if let cpus {
+                // taskset (util-linux) sets the affinity before exec, so every thread inherits it.
+                p.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")
+                p.arguments = ["-c", String(cpus[r]), executable] + rankArguments
+            } else {
+                p.executableURL = URL(fileURLWithPath: executable)
+                p.arguments = rankArguments
+            }
             p.standardOutput = stdout
             p.standardInput = stdin
             let index = r

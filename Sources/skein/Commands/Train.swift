@@ -32,6 +32,9 @@ struct Train: ParsableCommand {
     @Option(help: "Data-parallel on this machine: start this many ranks (processes), 1 BLAS thread each unless --threads says otherwise.")
     var ranks: Int?
 
+    @Option(help: "Data-parallel with --ranks: pin rank r to the r-th CPU this process may use (core), or leave placement to the scheduler (none). Pinning keeps each rank's model and optimizer state in its own core's cache; it applies when there are at least as many CPUs as ranks.")
+    var bind: CPUBinding = .core
+
     @Option(help: "Data-parallel: this process's rank (0 prints and evaluates). Needs --peers.")
     var rank: Int?
 
@@ -97,6 +100,12 @@ struct Train: ParsableCommand {
                 if json {
                     var o: [String: Any] = ["epoch": e.epoch, "train_loss": e.trainLoss, "seconds": e.seconds]
                     if let reducer { o["communication_seconds"] = reducer.communicationSeconds - lastCommunication }
+                    if !e.rankComputeSeconds.isEmpty {
+                        // Per rank: where each rank's epoch went (see `skein status` for groups in sweeps).
+                        o["rank_compute_seconds"] = e.rankComputeSeconds
+                        o["rank_allreduce_seconds"] = e.rankAllreduceSeconds
+                        o["rank_wait_seconds"] = e.rankWaitSeconds
+                    }
                     if let a = e.trainAccuracy { o["train_accuracy"] = a }
                     if let v = e.validation { o["val_loss"] = v.loss; if let a = v.accuracy { o["val_accuracy"] = a } }
                     if let v = e.test { o["test_loss"] = v.loss; if let a = v.accuracy { o["test_accuracy"] = a } }
@@ -147,6 +156,11 @@ struct Train: ParsableCommand {
     }
 }
 
+/// Where `skein train --ranks N` places its ranks.
+enum CPUBinding: String, ExpressibleByArgument, CaseIterable {
+    case core, none
+}
+
 extension Train {
     /// `--ranks N`: starts N copies of this command as ranks 0…N−1 linked over ipc:// in a
     /// temporary directory, passes rank 0's output through, and fails if any rank fails.
@@ -157,7 +171,13 @@ extension Train {
         var base = Array(CommandLine.arguments.dropFirst())
         if let i = base.firstIndex(of: "--ranks") { base.removeSubrange(i...min(i + 1, base.count - 1)) }
         base.removeAll { $0.hasPrefix("--ranks=") }
-        let supervisor = RankSupervisor(directory: dir, executable: Bundle.main.executablePath ?? CommandLine.arguments[0], arguments: base)
+        var cpus: [Int]?
+        if bind == .core, let allowed = RankSupervisor.allowedCPUs(), allowed.count >= n,
+           FileManager.default.isExecutableFile(atPath: "/usr/bin/taskset") {
+            cpus = Array(allowed.prefix(n))
+        }
+        let supervisor = RankSupervisor(directory: dir, executable: Bundle.main.executablePath ?? CommandLine.arguments[0],
+                                        arguments: base, cpus: cpus)
         try supervisor.run(ranks: n)
     }
 }
