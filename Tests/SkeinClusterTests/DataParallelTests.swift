@@ -53,6 +53,33 @@ struct DataParallelTests {
         #expect((dp.last?["communication_seconds"] ?? 0) > 0)
     }
 
+    @Test("--ranks pins rank r to the r-th CPU it may use (--bind core), and leaves them free with --bind none")
+    func ranksArePinned() async throws {
+        func allowed(_ pid: String) -> String? {
+            (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8))?.split(separator: "\n")
+                .first { $0.hasPrefix("Cpus_allowed_list:") }?.split(separator: "\t").last.map(String.init)
+        }
+        let mine = try #require(allowed("self"))
+        let dir = try TemporaryDirectory.make(prefix: "dpbind")
+        let cfg = try config(in: dir)
+        for bind in ["core", "none"] {
+            let p = try ChildProcess("skein", ["train", cfg, "--ranks", "2", "--epochs", "200", "--bind", bind])
+            defer { p.kill(SIGTERM) }
+            _ = try await p.waitForLine(startingWith: "epoch 1/", timeout: .seconds(120))
+            for r in 0..<2 {
+                let line = try #require(p.log.split(separator: "\n").first { $0.hasPrefix("rank \(r): pid ") })
+                let got = allowed(String(line.split(separator: " ").last!))
+                // Pinned (e.g. "0-1": rank 0 on CPU 0, rank 1 on CPU 1) only with --bind core and 2+ CPUs.
+                let cpus = mine.split(separator: ",").flatMap { part -> [Int] in
+                    let b = part.split(separator: "-").map { Int($0)! }
+                    return Array(b.first!...b.last!)
+                }
+                let want = bind == "core" && cpus.count >= 2 ? String(cpus[r]) : mine
+                #expect(got == want, "rank \(r) with --bind \(bind): \(got ?? "?") (this process: \(mine))")
+            }
+        }
+    }
+
     @Test("kill -9 a rank mid-training: the survivors re-form the group, keep their processes and finish", arguments: [0, 2])
     func killedRankRegroups(victim: Int) async throws {
         let dir = try TemporaryDirectory.make(prefix: "dpkill")
