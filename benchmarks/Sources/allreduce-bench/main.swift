@@ -1,6 +1,7 @@
 // Allreduce bus bandwidth of SkeinCollective's ring (one process per rank):
 //   allreduce-bench RANK WORLD ADDRESS_BASE
-// ADDRESS_BASE: a path prefix for ipc:// or a TCP port base. Rank 0 prints, per size,
+// ADDRESS_BASE: a path prefix for ipc:// (payloads through shared memory unless
+// SKEIN_BENCH_INLINE=1) or a TCP port base. Rank 0 prints, per size,
 // "bytes=B seconds=S busbw_GBps=G" with bus bandwidth = B * 2(n-1)/n / S, as nccl-tests define it.
 import Foundation
 import SkeinCollective
@@ -10,7 +11,9 @@ let args = CommandLine.arguments
 guard args.count >= 4, let rank = Int(args[1]), let world = Int(args[2]) else { print("usage: allreduce-bench RANK WORLD BASE"); exit(2) }
 let base = args[3]
 let addresses = (0..<world).map { r in Int(base).map { "tcp://127.0.0.1:\($0 + r)" } ?? "ipc://\(base)-\(r).ipc" }
-let group = try await RingGroup(rank: rank, addresses: addresses, epoch: 1, timeout: .seconds(30))
+// SKEIN_BENCH_INLINE=1: payloads in the nng frames even on one host (no shared-memory window).
+let inline = ProcessInfo.processInfo.environment["SKEIN_BENCH_INLINE"] == "1"
+let group = try await RingGroup(rank: rank, addresses: addresses, epoch: 1, timeout: .seconds(30), sharedMemory: !inline)
 let sizes = [4 << 10, 256 << 10, 4 << 20, 64 << 20]
 let barrier = FloatBuffer(count: 1)
 for bytes in sizes {
