@@ -28,6 +28,18 @@ public enum Pattern: String, Sendable, CaseIterable {
         return s
     }
 
+    /// Whether a non-blocking send that fails (nothing could take the message at once) leaves
+    /// the socket as it was, so the send can be retried on an aio. Not for reply sockets:
+    /// nng's rep0 forgets the request it answers as soon as a send starts ("exactly one send
+    /// per receive"), so the retry fails with NNG_ESTATE and the requester never gets its
+    /// reply (seen: the req/rep benchmark timing out, 1 run in about 25 over tcp).
+    var keepsStateOnFailedSend: Bool { self != .reply }
+
+    /// Whether a non-blocking receive that finds nothing leaves the socket as it was. Not for
+    /// request sockets: nng's req0 treats a cancelled or expired receive as abandoning the
+    /// request, so its reply would be dropped.
+    var keepsStateOnFailedReceive: Bool { self != .request }
+
     /// Patterns whose sockets support independent contexts (`nng_ctx`).
     var supportsContexts: Bool { self == .request || self == .reply || self == .subscribe }
 }

@@ -122,6 +122,10 @@ public final class Socket: Sendable {
         if message.count > limit {
             throw TransportError(.messageTooLarge(size: message.count, limit: limit), operation: "send")
         }
+        let socket = raw
+        guard pattern.keepsStateOnFailedSend else {
+            return try await sendAIO(message, pool: aios, timeout: timeout ?? options.defaultTimeout, operation: "send") { nng_send_aio(socket, $0) }
+        }
         // Fast path: if nng can take the message right now, no aio and no thread hop.
         guard aios.enter() else { throw TransportError(.closed, operation: "send") }
         let msg = message.release()
@@ -130,18 +134,22 @@ public final class Socket: Sendable {
         if rv == 0 { return }
         message = Message(taking: msg)
         if !Self.wouldBlock(rv) { throw TransportError.fromNNG(rv, operation: "send") }
-        let socket = raw
         try await sendAIO(message, pool: aios, timeout: timeout ?? options.defaultTimeout, operation: "send") { nng_send_aio(socket, $0) }
     }
 
     /// Receives the next message. A nil `timeout` means `Options.defaultTimeout`.
     public func receive(timeout: Duration? = nil) async throws(TransportError) -> Message {
-        // No non-blocking fast path here: nng 1.5.2's zero-timeout receive can lose a message
-        // that arrives while it expires. Re-checked 2026-11-22 after the ring stall turned out
-        // to be something else: with the fast path back, the req/rep latency benchmark lost a
-        // reply (a 60 s timeout) in its first run. Sends keep their fast path: a failed one
-        // returns the message.
+        if Task.isCancelled { throw TransportError(.cancelled, operation: "receive") }
         let socket = raw
+        // Fast path: a message already queued is taken without an aio or a thread hop.
+        if pattern.keepsStateOnFailedReceive {
+            guard aios.enter() else { throw TransportError(.closed, operation: "receive") }
+            var msg: OpaquePointer?
+            let rv = nng_recvmsg(raw, &msg, Int32(NNG_FLAG_NONBLOCK))
+            aios.leave()
+            if rv == 0, let msg { return Message(taking: msg) }
+            if !Self.wouldBlock(rv) { throw TransportError.fromNNG(rv, operation: "receive") }
+        }
         return try await receiveAIO(pool: aios, timeout: timeout ?? options.defaultTimeout, operation: "receive") { nng_recv_aio(socket, $0) }
     }
 
