@@ -27,11 +27,12 @@ final class AIOCompletion: @unchecked Sendable {
         return box
     }
 
-    /// Frees the aio. Call only from a task, never from `deinit`: if the last reference
-    /// dropped inside the completion callback, `nng_aio_free` would wait for that very
-    /// callback to return (a deadlock).
+    /// Frees the aio. Call only from a task, never from `deinit`. Through nng's reaper thread:
+    /// a task resumed on the aio's own completion thread (`CompletionExecutor`) may free it
+    /// while its callback is still running, and `nng_aio_free` would wait for that very
+    /// callback (a deadlock).
     func free() {
-        if let aio { nng_aio_free(aio) }
+        if let aio { nng_aio_reap(aio) }
         aio = nil
     }
 }
@@ -43,7 +44,8 @@ private func aioCompleted(_ arg: UnsafeMutableRawPointer?) {
     let box = Unmanaged<AIOCompletion>.fromOpaque(arg).takeUnretainedValue()
     let c = box.continuation
     box.continuation = nil
-    c?.resume()
+    // A task preferring `CompletionExecutor` runs inside `resume()`, on this thread.
+    CompletionThread.running(box.aio) { c?.resume() }
 }
 
 /// Idle aios of one socket, reused so a send or receive costs no allocation. Closing the
@@ -137,7 +139,9 @@ func withAIO<R: ~Copyable>(
         if let aio = box.aio { nng_aio_cancel(aio) }
     }
     // The callback resumed us but may still be returning on nng's thread; wait until nng is
-    // done with the aio before it can be reused (short, and never on nng's own thread).
-    nng_aio_wait(aio)
+    // done with the aio before it can be reused (short). Not when this task runs inside that
+    // very callback (`CompletionExecutor`): nng would wait for itself. Reusing the aio then is
+    // still sound: nng counts an operation started while a callback returns as a new one.
+    if CompletionThread.current != aio { nng_aio_wait(aio) }
     return try finish(aio, nng_aio_result(aio))
 }

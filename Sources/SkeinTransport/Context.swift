@@ -1,4 +1,5 @@
 import CNNG
+import Dispatch
 import Synchronization
 
 /// An nng context: independent protocol state over a shared socket. A request context
@@ -17,8 +18,12 @@ public final class Context: Sendable {
 
     deinit { close() }
 
+    /// Closes the context; on an nng completion thread, from another thread (see `Socket.close`).
     public func close() {
-        if !isClosed.exchange(true, ordering: .acquiringAndReleasing) { nng_ctx_close(raw) }
+        if !isClosed.exchange(true, ordering: .acquiringAndReleasing) {
+            let raw = self.raw
+            if CompletionThread.current != nil { DispatchQueue.global().async { nng_ctx_close(raw) } } else { nng_ctx_close(raw) }
+        }
     }
 
     public func send(_ message: consuming Message, timeout: Duration? = nil) async throws(TransportError) {

@@ -1,4 +1,5 @@
 import CNNG
+import Dispatch
 import Synchronization
 
 /// An nng socket with an async API.
@@ -63,11 +64,19 @@ public final class Socket: Sendable {
     deinit { close() }
 
     /// Closes the socket; pending operations end with `.closed`. Idempotent.
+    ///
+    /// On an nng completion thread (a task under `CompletionExecutor` that closed the socket or
+    /// dropped its last reference) the close runs on another thread, moments later: `nng_close`
+    /// waits for running callbacks, this one included.
     public func close() {
         if !isClosed.exchange(true, ordering: .acquiringAndReleasing) {
-            aios.quiesce()
-            nng_close(raw)
-            aios.close()
+            let (raw, aios) = (self.raw, self.aios)
+            let finish: @Sendable () -> Void = {
+                aios.quiesce()
+                nng_close(raw)
+                aios.close()
+            }
+            if CompletionThread.current != nil { DispatchQueue.global().async(execute: finish) } else { finish() }
         }
     }
 
