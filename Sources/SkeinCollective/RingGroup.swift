@@ -4,14 +4,16 @@ import Glibc
 import SkeinTensor
 import SkeinTransport
 import SkeinWire
+import Synchronization
 
 /// The ranks of one data-parallel group, linked in a ring by nng pair sockets: rank r listens
 /// for rank r−1 and dials rank r+1 (ipc:// on one host, tcp:// across hosts).
 ///
 /// Allreduce is the bandwidth-optimal ring algorithm (Patarasuk & Yuan 2009, as in Horovod and
 /// NCCL): a reduce-scatter then an all-gather, each `world − 1` steps, every rank sending and
-/// receiving `1/world` of the buffer per step. Segments travel in chunks and each step's send
-/// and receive run concurrently, so sending, receiving and adding overlap.
+/// receiving `1/world` of the buffer per step. Segments travel in chunks; one task sends and one
+/// receives, and the steps pipeline chunk by chunk (see `pipeline`), so sending, receiving and
+/// adding overlap.
 ///
 /// **Determinism.** Element i of segment j is always summed in ring order starting at rank j:
 /// `((x_j + x_{j+1}) + x_{j+2}) + …`. The order depends only on the world size, never on
@@ -179,24 +181,75 @@ public final class RingGroup: @unchecked Sendable {
         let half = Int(allreduces & 1)
         allreduces += 1
         func slot(_ step: Int) -> Int? { window == nil ? nil : half * halfBytes + step * slotBytes }
+        // Reduce-scatter: after step s, rank r holds the partial sum of segment r−s−1 over s+2
+        // ranks. All-gather: pass the finished segments around.
+        var steps: [RingStep] = []
+        for s in 0..<(world - 1) {
+            steps.append(RingStep(out: segment(rank - s), into: segment(rank - s - 1), tag: tag(phase: 1, step: UInt64(s)), add: true, slot: slot(s)))
+        }
+        for s in 0..<(world - 1) {
+            steps.append(RingStep(out: segment(rank + 1 - s), into: segment(rank - s), tag: tag(phase: 2, step: UInt64(s)), add: false,
+                                  slot: slot(world - 1 + s)))
+        }
         firstFrameStart = .now
         do {
-            // Reduce-scatter: after step s, rank r holds the partial sum of segment r−s−1 over s+2 ranks.
-            for s in 0..<(world - 1) {
-                let out = segment(rank - s), into = segment(rank - s - 1)
-                try await exchange(send: UnsafeBufferPointer(rebasing: buffer[out]), receive: UnsafeMutableBufferPointer(rebasing: buffer[into]),
-                                   tag: tag(phase: 1, step: UInt64(s)), add: true, slot: slot(s))
-            }
-            // All-gather: pass the finished segments around.
-            for s in 0..<(world - 1) {
-                let out = segment(rank + 1 - s), into = segment(rank - s)
-                try await exchange(send: UnsafeBufferPointer(rebasing: buffer[out]), receive: UnsafeMutableBufferPointer(rebasing: buffer[into]),
-                                   tag: tag(phase: 2, step: UInt64(s)), add: false, slot: slot(world - 1 + s))
-            }
+            try await pipeline(steps, buffer: buffer)
         } catch {
             releaseSharedMemory() // the group is finished; leave nothing in /dev/shm
             throw error
         }
+    }
+
+    /// Runs the ring's steps as one pipeline. Step i ≥ 1 sends the segment step i − 1 received,
+    /// so frame k of step i leaves as soon as frame k of step i − 1 has arrived and been added,
+    /// not when all of step i − 1 is done: sending, receiving and adding overlap across steps
+    /// as well as within them (as NCCL's ring does). One task sends, one receives.
+    func pipeline(_ steps: [RingStep], buffer: UnsafeMutableBufferPointer<Float>) async throws(CollectiveError) {
+        guard let next, let prev else { return }
+        let chunk = chunkFloats
+        let frames: @Sendable (Range<Int>) -> Int = { max(1, ($0.count + chunk - 1) / chunk) }
+        // firstFrame[i]: the number of frames received before step i's first.
+        var counts = [0]
+        for step in steps { counts.append(counts.last! + frames(step.into)) }
+        let firstFrame = counts
+        let progress = FrameProgress()
+        let b = SendableMutableBuffer(buffer), (nextRank, prevRank) = (self.nextRank, self.prevRank)
+        let result: Result<Void, CollectiveError> = await withTaskGroup(of: Result<Void, CollectiveError>.self) { group in
+            group.addTask {
+                do throws(CollectiveError) {
+                    for (i, step) in steps.enumerated() {
+                        let values = UnsafeBufferPointer(rebasing: b.buffer[step.out])
+                        for k in 0..<frames(step.out) {
+                            if i > 0 { try await progress.wait(until: firstFrame[i - 1] + k + 1) }
+                            _ = try await self.sendFrame(values, at: k * chunk, on: next, to: nextRank, tag: step.tag, slot: step.slot)
+                        }
+                    }
+                    return .success(())
+                } catch { return .failure(error) }
+            }
+            group.addTask {
+                do throws(CollectiveError) {
+                    for step in steps {
+                        let values = UnsafeMutableBufferPointer(rebasing: b.buffer[step.into])
+                        for k in 0..<frames(step.into) {
+                            _ = try await self.receiveFrame(into: values, at: k * chunk, on: prev, from: prevRank, tag: step.tag, add: step.add)
+                            progress.advance()
+                        }
+                    }
+                    return .success(())
+                } catch { return .failure(error) }
+            }
+            var first: Result<Void, CollectiveError> = .success(())
+            for await outcome in group {
+                if case .failure = outcome, case .success = first {
+                    first = outcome
+                    group.cancelAll()
+                    progress.cancel()
+                }
+            }
+            return first
+        }
+        try result.get()
     }
 
     /// Copies `root`'s buffer to every rank (down the ring).
@@ -210,23 +263,22 @@ public final class RingGroup: @unchecked Sendable {
 
     /// Sends `send` to the next rank while receiving `receive.count` floats from the previous
     /// one (added in, or copied), concurrently.
-    func exchange(send: UnsafeBufferPointer<Float>, receive: UnsafeMutableBufferPointer<Float>, tag: UInt64, add: Bool,
-                  slot: Int? = nil) async throws(CollectiveError) {
+    func exchange(send: UnsafeBufferPointer<Float>, receive: UnsafeMutableBufferPointer<Float>, tag: UInt64, add: Bool) async throws(CollectiveError) {
         guard let next, let prev else { return }
-        try await exchange(send: send, on: next, to: nextRank, receive: receive, on: prev, from: prevRank, tag: tag, add: add, slot: slot)
+        try await exchange(send: send, on: next, to: nextRank, receive: receive, on: prev, from: prevRank, tag: tag, add: add)
     }
 
     /// The general form: send on one link while receiving on another (the close handshake
     /// runs it backwards).
     func exchange(send: UnsafeBufferPointer<Float>, on out: Socket, to outRank: Int,
                   receive: UnsafeMutableBufferPointer<Float>, on inbound: Socket, from inRank: Int,
-                  tag: UInt64, add: Bool, slot: Int? = nil) async throws(CollectiveError) {
+                  tag: UInt64, add: Bool) async throws(CollectiveError) {
         // Raw pointers cross into the child task: the parent awaits it before returning, so
         // the buffers outlive every use.
         let s = SendableBuffer(send), r = SendableMutableBuffer(receive)
         let result: Result<Void, CollectiveError> = await withTaskGroup(of: Result<Void, CollectiveError>.self) { group in
             group.addTask {
-                do throws(CollectiveError) { try await self.send(s.buffer, on: out, to: outRank, tag: tag, slot: slot); return .success(()) } catch {
+                do throws(CollectiveError) { try await self.send(s.buffer, on: out, to: outRank, tag: tag); return .success(()) } catch {
                     return .failure(error)
                 }
             }
@@ -252,12 +304,21 @@ public final class RingGroup: @unchecked Sendable {
         try await send(values, on: next, to: nextRank, tag: tag)
     }
 
-    /// Sends `values` in frames of at most `chunkFloats` (one empty frame for an empty buffer);
-    /// with a `slot`, the payloads go to the shared window at that byte position.
-    func send(_ values: UnsafeBufferPointer<Float>, on socket: Socket, to peer: Int, tag: UInt64, slot: Int? = nil) async throws(CollectiveError) {
+    /// Sends `values` in frames of at most `chunkFloats` (one empty frame for an empty buffer),
+    /// payloads in the frames.
+    func send(_ values: UnsafeBufferPointer<Float>, on socket: Socket, to peer: Int, tag: UInt64) async throws(CollectiveError) {
         var offset = 0
-        let window = slot == nil ? nil : outWindow
         repeat {
+            offset += try await sendFrame(values, at: offset, on: socket, to: peer, tag: tag, slot: nil)
+        } while offset < values.count
+    }
+
+    /// Sends the frame of `values` that starts at `offset` (at most `chunkFloats`); returns its
+    /// length. With a `slot`, the payload goes to the shared window at that byte position.
+    func sendFrame(_ values: UnsafeBufferPointer<Float>, at offset: Int, on socket: Socket, to peer: Int, tag: UInt64,
+                   slot: Int?) async throws(CollectiveError) -> Int {
+        let window = slot == nil ? nil : outWindow
+        do {
             let count = min(chunkFloats, values.count - offset)
             var header = TensorFrameHeader(count: UInt32(count), epoch: epoch, tag: tag, offset: UInt64(offset))
             if let window, let slot, count > 0 {
@@ -278,8 +339,8 @@ public final class RingGroup: @unchecked Sendable {
             } catch {
                 throw map(error, rank: peer, operation: "send")
             }
-            offset += count
-        } while offset < values.count
+            return count
+        }
     }
 
     func receive(into values: UnsafeMutableBufferPointer<Float>, tag: UInt64, add: Bool) async throws(CollectiveError) {
@@ -291,6 +352,14 @@ public final class RingGroup: @unchecked Sendable {
     func receive(into values: UnsafeMutableBufferPointer<Float>, on socket: Socket, from: Int, tag: UInt64, add: Bool) async throws(CollectiveError) {
         var offset = 0
         repeat {
+            offset += try await receiveFrame(into: values, at: offset, on: socket, from: from, tag: tag, add: add)
+        } while offset < values.count
+    }
+
+    /// Receives the frame of `values` that starts at `offset` (added in, or copied); returns its length.
+    func receiveFrame(into values: UnsafeMutableBufferPointer<Float>, at offset: Int, on socket: Socket, from: Int, tag: UInt64,
+                      add: Bool) async throws(CollectiveError) -> Int {
+        do {
             let m: Message
             do {
                 m = try await socket.receive(timeout: timeout)
@@ -330,8 +399,8 @@ public final class RingGroup: @unchecked Sendable {
                 }
                 return expected
             }
-            offset += got
-        } while offset < values.count
+            return got
+        }
     }
 
     /// The bytes a frame points to in the previous rank's window, mapping a new generation of
@@ -368,6 +437,55 @@ public final class RingGroup: @unchecked Sendable {
 
 private func seconds(_ d: Duration) -> Double {
     Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}
+
+/// One step of the ring: send segment `out` to the next rank, receive `into` from the previous.
+struct RingStep: Sendable {
+    let out: Range<Int>
+    let into: Range<Int>
+    let tag: UInt64
+    let add: Bool
+    let slot: Int?
+}
+
+/// Frames received so far in one allreduce; the sending task waits here for the frame it
+/// forwards. One waiter at a time (the sending task).
+final class FrameProgress: Sendable {
+    private let state = Mutex<(received: Int, cancelled: Bool, waiter: (target: Int, continuation: UnsafeContinuation<Bool, Never>)?)>(
+        (0, false, nil))
+
+    func advance() {
+        let ready = state.withLock { s -> UnsafeContinuation<Bool, Never>? in
+            s.received += 1
+            guard let w = s.waiter, s.received >= w.target else { return nil }
+            s.waiter = nil
+            return w.continuation
+        }
+        ready?.resume(returning: true)
+    }
+
+    /// Wakes the waiter for good: the other half of the pipeline failed.
+    func cancel() {
+        let waiter = state.withLock { s -> UnsafeContinuation<Bool, Never>? in
+            s.cancelled = true
+            defer { s.waiter = nil }
+            return s.waiter?.continuation
+        }
+        waiter?.resume(returning: false)
+    }
+
+    func wait(until target: Int) async throws(CollectiveError) {
+        let reached = await withUnsafeContinuation { (c: UnsafeContinuation<Bool, Never>) in
+            let now = state.withLock { s -> Bool? in
+                if s.cancelled { return false }
+                if s.received >= target { return true }
+                s.waiter = (target, c)
+                return nil
+            }
+            if let now { c.resume(returning: now) }
+        }
+        if !reached { throw .cancelled }
+    }
 }
 
 /// Pointer wrappers for the two halves of an exchange. `@unchecked Sendable`: the send and the

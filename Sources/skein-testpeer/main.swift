@@ -104,8 +104,10 @@ do {
         do {
             // SKEIN_TESTPEER_INLINE=1: payloads in the frames even on one host (no shared memory).
             let inline = getenv("SKEIN_TESTPEER_INLINE").map { String(cString: $0) } == "1"
+            // SKEIN_TESTPEER_CHUNK=N: frames of at most N floats (many frames per ring step).
+            let chunk = getenv("SKEIN_TESTPEER_CHUNK").flatMap { Int(String(cString: $0)) } ?? 1 << 18
             let group = try await RingGroup(rank: rank, addresses: addresses, epoch: 7, timeout: .milliseconds(timeoutMs),
-                                            sharedMemory: !inline)
+                                            chunkFloats: chunk, sharedMemory: !inline)
             print("joined")
             fflush(nil)
             var result = [Float]()

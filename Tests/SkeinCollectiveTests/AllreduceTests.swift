@@ -8,11 +8,13 @@ func contribution(_ rank: Int, _ i: Int) -> Float { Float(10 * sin(0.37 * Double
 func reference(_ i: Int, world: Int) -> Double { (0..<world).reduce(0.0) { $0 + Double(contribution($1, i)) } }
 
 /// Runs `world` peer processes through `repeats` allreduces and returns each rank's output lines.
-func runRing(world: Int, length: Int, repeats: Int = 1, timeoutMs: Int = 5000, inline: Bool = false, tcpBase: Int? = nil) async throws -> [[String]] {
+func runRing(world: Int, length: Int, repeats: Int = 1, timeoutMs: Int = 5000, inline: Bool = false, tcpBase: Int? = nil,
+             chunkFloats: Int? = nil) async throws -> [[String]] {
     let base = tcpBase.map(String.init) ?? TemporaryDirectory.unique(prefix: "ring")
     let peers = try (0..<world).map { r in
         try ChildProcess("skein-testpeer", ["allreduce", String(r), String(world), base, String(length), String(repeats), String(timeoutMs)],
-                         environment: inline ? ["SKEIN_TESTPEER_INLINE": "1"] : [:])
+                         environment: (inline ? ["SKEIN_TESTPEER_INLINE": "1"] : [:]).merging(
+                            chunkFloats.map { ["SKEIN_TESTPEER_CHUNK": String($0)] } ?? [:]) { a, _ in a })
     }
     defer { for p in peers { p.kill() } }
     for p in peers {
@@ -67,6 +69,16 @@ struct AllreduceTests {
         }
         let left = try FileManager.default.contentsOfDirectory(atPath: "/dev/shm").filter { $0.hasPrefix("skein-") && !before.contains($0) }
         #expect(left.isEmpty, "left in /dev/shm: \(left)")
+    }
+
+    @Test("many frames per ring step (the steps pipeline frame by frame): the same bits as one frame per step", arguments: [2, 3, 4])
+    func smallFrames(world: Int) async throws {
+        for inline in [false, true] {
+            let whole = try await runRing(world: world, length: 100_003, repeats: 3, inline: inline)
+            let framed = try await runRing(world: world, length: 100_003, repeats: 3, inline: inline, chunkFloats: 1000)
+            #expect(whole.map { $0.first { $0.hasPrefix("result ") } } == framed.map { $0.first { $0.hasPrefix("result ") } },
+                    "world \(world), inline \(inline)")
+        }
     }
 
     @Test("killing one rank in the middle of allreduces: the others report it, naming the rank, within the bound")
