@@ -84,4 +84,27 @@ struct SharedWindowTests {
             #expect(!FileManager.default.fileExists(atPath: ours))
         }
     }
+
+    @Test("when the window cannot be made, payloads go in the frames and the sum is still right")
+    func fallbackWithoutWindow() async throws {
+        let base = TemporaryDirectory.unique(prefix: "shmfb")
+        let addresses = ["ipc://\(base)-0.ipc", "ipc://\(base)-1.ipc"]
+        // A directory where rank 0's window file would go: creating the window fails.
+        let blocked = SharedWindow.path(receiver: addresses[1], epoch: 5, generation: 1)
+        try FileManager.default.createDirectory(atPath: blocked, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: blocked) }
+        async let one = RingGroup(rank: 1, addresses: addresses, epoch: 5, timeout: .seconds(5))
+        let zero = try await RingGroup(rank: 0, addresses: addresses, epoch: 5, timeout: .seconds(5))
+        let rankOne = try await one
+        let a = FloatBuffer(count: 10_000, value: 1), b = FloatBuffer(count: 10_000, value: 2)
+        async let other: Void = rankOne.allreduce(b.buffer)
+        try await zero.allreduce(a.buffer)
+        try await other
+        #expect(a.array.allSatisfy { $0 == 3 } && b.array.allSatisfy { $0 == 3 })
+        #expect(!zero.sendsThroughSharedMemory, "rank 0 should have fallen back to inline payloads")
+        #expect(rankOne.sendsThroughSharedMemory)
+        async let closing: Void = rankOne.close()
+        try await zero.close()
+        try await closing
+    }
 }
