@@ -34,7 +34,8 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
 /// Protocol constants.
 public enum Wire {
     /// Bumped on any incompatible change; peers with another version are refused at hello.
-    public static let protocolVersion: UInt8 = 2
+    /// 3: a tensor frame's last header word may point to the payload in shared memory.
+    public static let protocolVersion: UInt8 = 3
     /// Largest frame a decoder accepts unless told otherwise.
     public static let defaultMaxFrame = 256 << 20
     static let controlMagic: UInt16 = 0x4B53 // "SK" little-endian
