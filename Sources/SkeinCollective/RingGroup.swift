@@ -33,9 +33,12 @@ import Synchronization
 /// intervals); a dead or silent neighbour ends the collective with `.peerTimeout(rank:)`.
 /// Not for concurrent use: one task drives a group.
 /// `@unchecked Sendable`: one task drives a group at a time; the only concurrency is inside
-/// `exchange`, whose two child tasks use different sockets (`next`, `prev`), disjoint buffers and
+/// `exchange` and `pipeline`, whose two child tasks use different sockets (`next`, `prev`) and
 /// different windows (only the sending child reads `outWindow`, only the receiving child touches
-/// `inWindow`), and `sequence` and `outWindow` change only between collectives.
+/// `inWindow` and `firstFrameStart`). In `exchange` their buffers are disjoint; in `pipeline` the
+/// sender reads a chunk only after the receiver has written it (`FrameProgress`), and the
+/// receiver overwrites a chunk the sender read only once it came back round the ring, which the
+/// sender's own send of it started. `sequence` and `outWindow` change only between collectives.
 public final class RingGroup: @unchecked Sendable {
     public let rank: Int
     public let world: Int
@@ -367,9 +370,8 @@ public final class RingGroup: @unchecked Sendable {
                 throw map(error, rank: from, operation: "receive")
             }
             if let start = firstFrameStart {
-                // Only the receiving child task of the first step touches this (see `allreduce`).
-                let d = ContinuousClock.now - start
-                firstFrameWaitSeconds += Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+                // Only the receiving child task touches this (see `allreduce`).
+                firstFrameWaitSeconds += seconds(ContinuousClock.now - start)
                 firstFrameStart = nil
             }
             let expected = min(chunkFloats, values.count - offset)

@@ -1,3 +1,4 @@
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -40,6 +41,12 @@ enum CompletionThread {
 
     static var current: OpaquePointer? {
         pthread_getspecific(key).map { OpaquePointer($0) }
+    }
+
+    /// Runs `work` now, or on another thread when this is an nng completion thread: closing a
+    /// socket or context waits for running callbacks, this one included.
+    static func offCompletionThread(_ work: @escaping @Sendable () -> Void) {
+        if current != nil { DispatchQueue.global().async(execute: work) } else { work() }
     }
 
     /// Marks this thread as running `aio`'s callback for the duration of `body`.

@@ -1,5 +1,4 @@
 import CNNG
-import Dispatch
 import Synchronization
 
 /// An nng context: independent protocol state over a shared socket. A request context
@@ -22,7 +21,7 @@ public final class Context: Sendable {
     public func close() {
         if !isClosed.exchange(true, ordering: .acquiringAndReleasing) {
             let raw = self.raw
-            if CompletionThread.current != nil { DispatchQueue.global().async { nng_ctx_close(raw) } } else { nng_ctx_close(raw) }
+            CompletionThread.offCompletionThread { nng_ctx_close(raw) }
         }
     }
 

@@ -1,5 +1,4 @@
 import CNNG
-import Dispatch
 import Synchronization
 
 /// An nng socket with an async API.
@@ -71,12 +70,11 @@ public final class Socket: Sendable {
     public func close() {
         if !isClosed.exchange(true, ordering: .acquiringAndReleasing) {
             let (raw, aios) = (self.raw, self.aios)
-            let finish: @Sendable () -> Void = {
+            CompletionThread.offCompletionThread {
                 aios.quiesce()
                 nng_close(raw)
                 aios.close()
             }
-            if CompletionThread.current != nil { DispatchQueue.global().async(execute: finish) } else { finish() }
         }
     }
 
