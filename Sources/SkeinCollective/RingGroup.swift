@@ -31,8 +31,8 @@ import Synchronization
 ///
 /// **Failure.** Every send and receive has a deadline (`timeout`, about two heartbeat
 /// intervals); a dead or silent neighbour ends the collective with `.peerTimeout(rank:)`.
-/// Not for concurrent use: one task drives a group.
-/// `@unchecked Sendable`: one task drives a group at a time; the only concurrency is inside
+/// Not for concurrent use: one task (or, with `allreduceBlocking`, one thread) drives a group.
+/// `@unchecked Sendable`: one task or thread drives a group at a time; the only concurrency is inside
 /// `exchange` and `pipeline`, whose two child tasks use different sockets (`next`, `prev`) and
 /// different windows (only the sending child reads `outWindow`, only the receiving child touches
 /// `inWindow` and `firstFrameStart`). In `exchange` their buffers are disjoint; in `pipeline` the
@@ -171,7 +171,45 @@ public final class RingGroup: @unchecked Sendable {
     public func allreduce(_ buffer: UnsafeMutableBufferPointer<Float>, average: Bool = false) async throws(CollectiveError) {
         sequence += 1
         defer { if average && world > 1 { Vectorized.scale(buffer.baseAddress!, by: 1 / Float(world), count: buffer.count) } }
-        guard world > 1, buffer.count > 0 else { return }
+        guard let steps = plan(buffer) else { return }
+        do {
+            try await pipeline(steps, buffer: buffer)
+        } catch {
+            releaseSharedMemory() // the group is finished; leave nothing in /dev/shm
+            throw error
+        }
+    }
+
+    /// `allreduce` for a plain thread with nothing else to do meanwhile (a training thread,
+    /// the way MPI's blocking calls are used): the same steps, frames, order of additions and
+    /// deadlines, with the calling thread blocked in nng for each frame instead of tasks that
+    /// hand frames to each other. Per frame that is one thread wake-up instead of several: it
+    /// is what the small allreduces of data-parallel steps are made of. Never call it from a
+    /// task (it holds the thread); `runBlocking` is the bridge for the other direction.
+    public func allreduceBlocking(_ buffer: UnsafeMutableBufferPointer<Float>, average: Bool = false) throws(CollectiveError) {
+        sequence += 1
+        defer { if average && world > 1 { Vectorized.scale(buffer.baseAddress!, by: 1 / Float(world), count: buffer.count) } }
+        guard let steps = plan(buffer) else { return }
+        do {
+            if steps.allSatisfy({ $0.slot != nil || $0.out.count <= chunkFloats && $0.into.count <= chunkFloats }) {
+                try pipelineBlocking(steps, buffer: buffer)
+            } else {
+                // Several payload frames per step: sent one after another from one thread they
+                // could fill both directions' buffers and wait for each other; the task pipeline
+                // receives while it sends.
+                let b = SendableMutableBuffer(buffer)
+                try runBlocking { () throws(CollectiveError) in try await self.pipeline(steps, buffer: b.buffer) }
+            }
+        } catch {
+            releaseSharedMemory()
+            throw error
+        }
+    }
+
+    /// The steps of one allreduce of `buffer` (nil when there is nothing to exchange), with
+    /// their places in the shared window when payloads go through it.
+    private func plan(_ buffer: UnsafeMutableBufferPointer<Float>) -> [RingStep]? {
+        guard world > 1, buffer.count > 0 else { return nil }
         let n = buffer.count
         func segment(_ j: Int) -> Range<Int> {
             let k = ((j % world) + world) % world
@@ -195,12 +233,36 @@ public final class RingGroup: @unchecked Sendable {
                                   slot: slot(world - 1 + s)))
         }
         firstFrameStart = .now
-        do {
-            try await pipeline(steps, buffer: buffer)
-        } catch {
-            releaseSharedMemory() // the group is finished; leave nothing in /dev/shm
-            throw error
+        return steps
+    }
+
+    /// `pipeline` on the calling thread: the same sends in the same order, each as soon as the
+    /// frame it forwards has arrived; a frame is received when the next send needs it, the rest
+    /// at the end. Sends do not wait for the neighbour as long as frames are small (payloads in
+    /// the shared window) or one per step (nng holds one while the neighbour is busy).
+    func pipelineBlocking(_ steps: [RingStep], buffer: UnsafeMutableBufferPointer<Float>) throws(CollectiveError) {
+        guard let next, let prev else { return }
+        let chunk = chunkFloats
+        func frames(_ r: Range<Int>) -> Int { max(1, (r.count + chunk - 1) / chunk) }
+        var received = 0, receiving = 0, frameInStep = 0
+        func receiveOne() throws(CollectiveError) {
+            let step = steps[receiving]
+            try receiveFrameBlocking(into: UnsafeMutableBufferPointer(rebasing: buffer[step.into]), at: frameInStep * chunk, on: prev,
+                                     from: prevRank, tag: step.tag, add: step.add)
+            received += 1
+            frameInStep += 1
+            if frameInStep == frames(step.into) { receiving += 1; frameInStep = 0 }
         }
+        var before = 0 // frames received before the previous step's first
+        for (i, step) in steps.enumerated() {
+            let values = UnsafeBufferPointer(rebasing: buffer[step.out])
+            for k in 0..<frames(step.out) {
+                if i > 0 { while received < before + k + 1 { try receiveOne() } }
+                try sendFrameBlocking(values, at: k * chunk, on: next, to: nextRank, tag: step.tag, slot: step.slot)
+            }
+            if i > 0 { before += frames(steps[i - 1].into) }
+        }
+        while receiving < steps.count { try receiveOne() }
     }
 
     /// Runs the ring's steps as one pipeline. Step i ≥ 1 sends the segment step i − 1 received,
@@ -320,30 +382,45 @@ public final class RingGroup: @unchecked Sendable {
     /// length. With a `slot`, the payload goes to the shared window at that byte position.
     func sendFrame(_ values: UnsafeBufferPointer<Float>, at offset: Int, on socket: Socket, to peer: Int, tag: UInt64,
                    slot: Int?) async throws(CollectiveError) -> Int {
-        let window = slot == nil ? nil : outWindow
+        let count = min(chunkFloats, values.count - offset)
         do {
-            let count = min(chunkFloats, values.count - offset)
-            var header = TensorFrameHeader(count: UInt32(count), epoch: epoch, tag: tag, offset: UInt64(offset))
-            if let window, let slot, count > 0 {
-                let position = slot + offset * 4
-                (window.base + position).copyMemory(from: values.baseAddress! + offset, byteCount: count * 4)
-                header.shared = SharedPayload(generation: outGeneration, position: UInt64(position))
-            }
-            do {
-                var m = try Message(count: header.frameSize)
-                m.withUnsafeMutableBytes { body in
-                    header.write(into: body)
-                    if count > 0 && header.shared == nil {
-                        TensorFrameHeader.writePayload(UnsafeBufferPointer(rebasing: values[offset..<offset + count]),
-                                                       into: UnsafeMutableRawBufferPointer(rebasing: body[TensorFrameHeader.size...]))
-                    }
-                }
-                try await socket.send(m, timeout: timeout)
-            } catch {
-                throw map(error, rank: peer, operation: "send")
-            }
-            return count
+            try await socket.send(try frame(values, at: offset, count: count, tag: tag, slot: slot), timeout: timeout)
+        } catch {
+            throw map(error, rank: peer, operation: "send")
         }
+        return count
+    }
+
+    /// `sendFrame` on the calling thread (see `allreduceBlocking`).
+    func sendFrameBlocking(_ values: UnsafeBufferPointer<Float>, at offset: Int, on socket: Socket, to peer: Int, tag: UInt64,
+                           slot: Int?) throws(CollectiveError) {
+        do {
+            try socket.sendBlocking(try frame(values, at: offset, count: min(chunkFloats, values.count - offset), tag: tag, slot: slot),
+                                    timeout: timeout)
+        } catch {
+            throw map(error, rank: peer, operation: "send")
+        }
+    }
+
+    /// The message for `count` floats of `values` from `offset`: header and payload, or, with a
+    /// `slot`, the header only and the payload written to the shared window there.
+    private func frame(_ values: UnsafeBufferPointer<Float>, at offset: Int, count: Int, tag: UInt64,
+                       slot: Int?) throws(TransportError) -> Message {
+        var header = TensorFrameHeader(count: UInt32(count), epoch: epoch, tag: tag, offset: UInt64(offset))
+        if let window = slot == nil ? nil : outWindow, let slot, count > 0 {
+            let position = slot + offset * 4
+            (window.base + position).copyMemory(from: values.baseAddress! + offset, byteCount: count * 4)
+            header.shared = SharedPayload(generation: outGeneration, position: UInt64(position))
+        }
+        var m = try Message(count: header.frameSize)
+        m.withUnsafeMutableBytes { body in
+            header.write(into: body)
+            if count > 0 && header.shared == nil {
+                TensorFrameHeader.writePayload(UnsafeBufferPointer(rebasing: values[offset..<offset + count]),
+                                               into: UnsafeMutableRawBufferPointer(rebasing: body[TensorFrameHeader.size...]))
+            }
+        }
+        return m
     }
 
     func receive(into values: UnsafeMutableBufferPointer<Float>, tag: UInt64, add: Bool) async throws(CollectiveError) {
@@ -362,46 +439,62 @@ public final class RingGroup: @unchecked Sendable {
     /// Receives the frame of `values` that starts at `offset` (added in, or copied); returns its length.
     func receiveFrame(into values: UnsafeMutableBufferPointer<Float>, at offset: Int, on socket: Socket, from: Int, tag: UInt64,
                       add: Bool) async throws(CollectiveError) -> Int {
+        let m: Message
         do {
-            let m: Message
-            do {
-                m = try await socket.receive(timeout: timeout)
-            } catch {
-                throw map(error, rank: from, operation: "receive")
+            m = try await socket.receive(timeout: timeout)
+        } catch {
+            throw map(error, rank: from, operation: "receive")
+        }
+        return try take(m, into: values, at: offset, from: from, tag: tag, add: add)
+    }
+
+    /// `receiveFrame` on the calling thread (see `allreduceBlocking`).
+    func receiveFrameBlocking(into values: UnsafeMutableBufferPointer<Float>, at offset: Int, on socket: Socket, from: Int, tag: UInt64,
+                              add: Bool) throws(CollectiveError) {
+        let m: Message
+        do {
+            m = try socket.receiveBlocking(timeout: timeout)
+        } catch {
+            throw map(error, rank: from, operation: "receive")
+        }
+        _ = try take(m, into: values, at: offset, from: from, tag: tag, add: add)
+    }
+
+    /// Checks a received frame (epoch, tag, place, size) and adds or copies its payload into
+    /// `values` at `offset`; returns its length.
+    private func take(_ m: borrowing Message, into values: UnsafeMutableBufferPointer<Float>, at offset: Int, from: Int, tag: UInt64,
+                      add: Bool) throws(CollectiveError) -> Int {
+        if let start = firstFrameStart {
+            // Only the receiving side touches this (see the class comment).
+            firstFrameWaitSeconds += seconds(ContinuousClock.now - start)
+            firstFrameStart = nil
+        }
+        let expected = min(chunkFloats, values.count - offset)
+        let myEpoch = epoch
+        return try m.withUnsafeBytes { (frame) throws(CollectiveError) -> Int in
+            let h: TensorFrameHeader
+            do throws(WireError) { h = try TensorFrameHeader.decode(frame) } catch { throw .malformed(rank: from, error) }
+            guard h.epoch == myEpoch else { throw .stalePeer(rank: from, expectedEpoch: myEpoch, gotEpoch: h.epoch) }
+            guard h.tag == tag, Int(h.offset) == offset, Int(h.count) == expected else {
+                throw .outOfSequence(rank: from, expectedTag: tag, gotTag: h.tag)
             }
-            if let start = firstFrameStart {
-                // Only the receiving child task touches this (see `allreduce`).
-                firstFrameWaitSeconds += seconds(ContinuousClock.now - start)
-                firstFrameStart = nil
+            guard expected > 0 else { return 0 }
+            let payload: UnsafeRawBufferPointer
+            if let shared = h.shared {
+                payload = try sharedPayload(shared, bytes: expected * 4, from: from)
+            } else {
+                payload = UnsafeRawBufferPointer(rebasing: frame[TensorFrameHeader.size...])
             }
-            let expected = min(chunkFloats, values.count - offset)
-            let myEpoch = epoch
-            let got: Int = try m.withUnsafeBytes { (frame) throws(CollectiveError) -> Int in
-                let h: TensorFrameHeader
-                do throws(WireError) { h = try TensorFrameHeader.decode(frame) } catch { throw .malformed(rank: from, error) }
-                guard h.epoch == myEpoch else { throw .stalePeer(rank: from, expectedEpoch: myEpoch, gotEpoch: h.epoch) }
-                guard h.tag == tag, Int(h.offset) == offset, Int(h.count) == expected else {
-                    throw .outOfSequence(rank: from, expectedTag: tag, gotTag: h.tag)
-                }
-                guard expected > 0 else { return 0 }
-                let payload: UnsafeRawBufferPointer
-                if let shared = h.shared {
-                    payload = try sharedPayload(shared, bytes: expected * 4, from: from)
-                } else {
-                    payload = UnsafeRawBufferPointer(rebasing: frame[TensorFrameHeader.size...])
-                }
-                let dst = UnsafeMutableBufferPointer(rebasing: values[offset..<offset + expected])
-                if add {
-                    // Frame payloads sit 40 bytes into nng's buffer and window slots are 64-byte
-                    // aligned: float-aligned either way, read in place.
-                    let src = payload.baseAddress!.assumingMemoryBound(to: Float.self)
-                    Vectorized.add(src, into: dst.baseAddress!, count: expected)
-                } else {
-                    TensorFrameHeader.readPayload(payload, into: dst)
-                }
-                return expected
+            let dst = UnsafeMutableBufferPointer(rebasing: values[offset..<offset + expected])
+            if add {
+                // Frame payloads sit 40 bytes into nng's buffer and window slots are 64-byte
+                // aligned: float-aligned either way, read in place.
+                let src = payload.baseAddress!.assumingMemoryBound(to: Float.self)
+                Vectorized.add(src, into: dst.baseAddress!, count: expected)
+            } else {
+                TensorFrameHeader.readPayload(payload, into: dst)
             }
-            return got
+            return expected
         }
     }
 

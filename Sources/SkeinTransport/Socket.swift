@@ -160,6 +160,52 @@ public final class Socket: Sendable {
         return try await receiveAIO(pool: aios, timeout: timeout ?? options.defaultTimeout, operation: "receive") { nng_recv_aio(socket, $0) }
     }
 
+    /// Sends `message`, blocking the calling thread until nng took it (or `timeout`; nil means
+    /// `Options.defaultTimeout`). For a plain thread with nothing else to do meanwhile, as
+    /// MPI's blocking calls are used: the thread waits on the operation itself, so a completion
+    /// costs one wake-up and no task hand-off. Never call it from a task (it would hold a
+    /// thread of Swift's small pool). Closing the socket meanwhile ends it with `.closed`.
+    public func sendBlocking(_ message: consuming Message, timeout: Duration? = nil) throws(TransportError) {
+        let limit = options.maxMessageSize
+        if message.count > limit {
+            throw TransportError(.messageTooLarge(size: message.count, limit: limit), operation: "send")
+        }
+        let msg = message.release()
+        let rv = blocking(timeout: timeout) { aio in
+            nng_aio_set_msg(aio, msg)
+            nng_send_aio(raw, aio)
+        }
+        if rv != 0 {
+            nng_msg_free(msg) // on failure the message is still ours
+            throw TransportError.fromNNG(rv, operation: "send")
+        }
+    }
+
+    /// Receives the next message, blocking the calling thread (see `sendBlocking`).
+    public func receiveBlocking(timeout: Duration? = nil) throws(TransportError) -> Message {
+        var msg: OpaquePointer?
+        let rv = blocking(timeout: timeout) { aio in nng_recv_aio(raw, aio) } finish: { aio in msg = nng_aio_get_msg(aio) }
+        if rv != 0 { throw TransportError.fromNNG(rv, operation: "receive") }
+        return Message(taking: msg!)
+    }
+
+    /// Runs one nng operation on a callback-free aio and waits for it on this thread.
+    private func blocking(timeout: Duration?, submit: (OpaquePointer) -> Void,
+                          finish: (OpaquePointer) -> Void = { _ in }) -> Int32 {
+        var a: OpaquePointer?
+        let allocated = nng_aio_alloc(&a, nil, nil)
+        guard allocated == 0, let aio = a else { return allocated }
+        defer { nng_aio_free(aio) }
+        nng_aio_set_timeout(aio, nngDuration(timeout ?? options.defaultTimeout))
+        guard aios.enter() else { return Int32(NNG_ECLOSED.rawValue) }
+        submit(aio)
+        aios.leave()
+        nng_aio_wait(aio)
+        let rv = nng_aio_result(aio)
+        if rv == 0 { finish(aio) }
+        return rv
+    }
+
     /// Connections (nng pipes) currently established.
     public var connectionCount: Int { max(links.count.load(ordering: .acquiring), 0) }
 

@@ -1,24 +1,7 @@
-import Dispatch
 import SkeinCollective
 import SkeinTensor
 import SkeinTrain
 import Synchronization
-
-/// Runs async work to completion from a plain thread (a trial's training thread, or a
-/// command's main thread) and returns its result. Never call it from a task on Swift's
-/// cooperative pool: blocking a pool thread could starve the very work it waits for.
-public func runBlocking<T: Sendable, E: Error>(_ work: @escaping @Sendable () async throws(E) -> T) throws(E) -> T {
-    let done = DispatchSemaphore(value: 0)
-    let outcome = Mutex<Result<T, E>?>(nil)
-    Task {
-        let r: Result<T, E>
-        do throws(E) { r = .success(try await work()) } catch { r = .failure(error) }
-        outcome.withLock { $0 = r }
-        done.signal()
-    }
-    done.wait()
-    return try outcome.withLock { $0! }.get()
-}
 
 /// Joins a ring from a plain thread (see `runBlocking`): listens on `addresses[rank]`, dials the
 /// next rank and waits until both neighbours answer.
@@ -48,9 +31,10 @@ public final class RingReducer: GradientReducer {
     private var retiredWait = 0.0
 
     public func reduce(_ gradients: FloatBuffer) throws {
-        let target = GradientSlot(gradients.buffer), group = self.group
         let start = ContinuousClock.now
-        try runBlocking { () throws(CollectiveError) in try await group.allreduce(target.buffer) }
+        // On the training thread itself: a step's allreduce is small, and waiting in nng on
+        // this thread saves the task hand-offs (measured in benchmarks/RESULTS.md).
+        try group.allreduceBlocking(gradients.buffer)
         let d = ContinuousClock.now - start
         communicationSeconds += Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }

@@ -18,6 +18,7 @@
 //
 // It prints "ready PORT" once listening (PORT is the bound TCP port, 0 for other
 // transports) and runs until killed.
+import Dispatch
 import SkeinCollective
 import SkeinStore
 import SkeinTensor
@@ -110,11 +111,20 @@ do {
                                             chunkFloats: chunk, sharedMemory: !inline)
             print("joined")
             fflush(nil)
+            // SKEIN_TESTPEER_BLOCKING=1: `allreduceBlocking` from a plain thread, as training calls it.
+            let blocking = getenv("SKEIN_TESTPEER_BLOCKING").map { String(cString: $0) } == "1"
             var result = [Float]()
             for _ in 0..<repeats {
                 // Rank r contributes x_r[i] = 10 sin(0.37 i + r).
                 let values = FloatBuffer((0..<length).map { i in Float(10 * sin(0.37 * Double(i) + Double(rank))) })
-                try await group.allreduce(values.buffer)
+                if blocking {
+                    let slot = PeerBuffer(buffer: values.buffer)
+                    try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
+                        DispatchQueue.global().async { do { try group.allreduceBlocking(slot.buffer); c.resume() } catch { c.resume(throwing: error) } }
+                    }
+                } else {
+                    try await group.allreduce(values.buffer)
+                }
                 result = values.array
             }
             try await group.close()
@@ -176,3 +186,6 @@ do {
 } catch {
     fail("\(error)")
 }
+
+/// A buffer handed to a plain thread while the task that owns it waits for that thread.
+struct PeerBuffer: @unchecked Sendable { let buffer: UnsafeMutableBufferPointer<Float> }

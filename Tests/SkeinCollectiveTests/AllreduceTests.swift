@@ -9,12 +9,13 @@ func reference(_ i: Int, world: Int) -> Double { (0..<world).reduce(0.0) { $0 + 
 
 /// Runs `world` peer processes through `repeats` allreduces and returns each rank's output lines.
 func runRing(world: Int, length: Int, repeats: Int = 1, timeoutMs: Int = 5000, inline: Bool = false, tcpBase: Int? = nil,
-             chunkFloats: Int? = nil) async throws -> [[String]] {
+             chunkFloats: Int? = nil, blocking: Bool = false) async throws -> [[String]] {
     let base = tcpBase.map(String.init) ?? TemporaryDirectory.unique(prefix: "ring")
     let peers = try (0..<world).map { r in
         try ChildProcess("skein-testpeer", ["allreduce", String(r), String(world), base, String(length), String(repeats), String(timeoutMs)],
                          environment: (inline ? ["SKEIN_TESTPEER_INLINE": "1"] : [:]).merging(
-                            chunkFloats.map { ["SKEIN_TESTPEER_CHUNK": String($0)] } ?? [:]) { a, _ in a })
+                            chunkFloats.map { ["SKEIN_TESTPEER_CHUNK": String($0)] } ?? [:]) { a, _ in a }.merging(
+                            blocking ? ["SKEIN_TESTPEER_BLOCKING": "1"] : [:]) { a, _ in a })
     }
     defer { for p in peers { p.kill() } }
     for p in peers {
@@ -79,6 +80,19 @@ struct AllreduceTests {
             #expect(whole.map { $0.first { $0.hasPrefix("result ") } } == framed.map { $0.first { $0.hasPrefix("result ") } },
                     "world \(world), inline \(inline)")
         }
+    }
+
+    @Test("allreduceBlocking from a plain thread gives the bits of allreduce: shared memory, inline, many frames, tcp", arguments: [2, 3])
+    func blocking(world: Int) async throws {
+        let hash = { (out: [[String]]) in out.map { $0.first { $0.hasPrefix("result ") } } }
+        for (inline, chunk) in [(false, nil), (true, nil), (false, 1000), (true, 1000)] as [(Bool, Int?)] {
+            let tasks = try await runRing(world: world, length: 100_003, repeats: 3, inline: inline, chunkFloats: chunk)
+            let thread = try await runRing(world: world, length: 100_003, repeats: 3, inline: inline, chunkFloats: chunk, blocking: true)
+            #expect(hash(tasks) == hash(thread), "world \(world), inline \(inline), chunk \(chunk ?? 0)")
+        }
+        let tcp = try await runRing(world: world, length: 1_000_003, repeats: 3, tcpBase: 27_000 + 100 * world + Int.random(in: 0..<50) * 10,
+                                    blocking: true)
+        #expect(hash(tcp) == hash(try await runRing(world: world, length: 1_000_003, repeats: 3)), "world \(world), tcp")
     }
 
     @Test("killing one rank in the middle of allreduces: the others report it, naming the rank, within the bound")

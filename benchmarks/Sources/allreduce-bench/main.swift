@@ -13,6 +13,8 @@ let base = args[3]
 let addresses = (0..<world).map { r in Int(base).map { "tcp://127.0.0.1:\($0 + r)" } ?? "ipc://\(base)-\(r).ipc" }
 // SKEIN_BENCH_INLINE=1: payloads in the nng frames even on one host (no shared-memory window).
 let inline = ProcessInfo.processInfo.environment["SKEIN_BENCH_INLINE"] == "1"
+// SKEIN_BENCH_BLOCKING=1: `allreduceBlocking` on a plain thread, as a training step calls it.
+let blocking = ProcessInfo.processInfo.environment["SKEIN_BENCH_BLOCKING"] == "1"
 let group = try await RingGroup(rank: rank, addresses: addresses, epoch: 1, timeout: .seconds(30), sharedMemory: !inline)
 let sizes = [4 << 10, 256 << 10, 4 << 20, 64 << 20]
 let barrier = FloatBuffer(count: 1)
@@ -25,7 +27,16 @@ for bytes in sizes {
     try await group.allreduce(barrier.buffer)
     let clock = ContinuousClock()
     let t0 = clock.now
-    for _ in 0..<iterations { try await group.allreduce(buffer.buffer) }
+    if blocking {
+        let b = Slot(buffer: buffer.buffer)
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
+            Thread {
+                do { for _ in 0..<iterations { try group.allreduceBlocking(b.buffer) }; c.resume() } catch { c.resume(throwing: error) }
+            }.start()
+        }
+    } else {
+        for _ in 0..<iterations { try await group.allreduce(buffer.buffer) }
+    }
     let d = clock.now - t0
     let seconds = (Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18) / Double(iterations)
     if rank == 0 {
@@ -35,3 +46,6 @@ for bytes in sizes {
     }
 }
 try await group.close()
+
+/// The buffer handed to the timing thread; the main task waits for that thread meanwhile.
+struct Slot: @unchecked Sendable { let buffer: UnsafeMutableBufferPointer<Float> }
