@@ -6,8 +6,9 @@ import SkeinTransport
 import SkeinWire
 import Synchronization
 
-/// The ranks of one data-parallel group, linked in a ring by nng pair sockets: rank r listens
-/// for rank r−1 and dials rank r+1 (ipc:// on one host, tcp:// across hosts).
+/// The ranks of one data-parallel group, linked in a ring over nng: rank r listens for rank
+/// r−1 and dials rank r+1 — pair sockets over ipc:// on one host, nng byte streams over tcp://
+/// across hosts (`RingLink`).
 ///
 /// Allreduce is the bandwidth-optimal ring algorithm (Patarasuk & Yuan 2009, as in Horovod and
 /// NCCL): a reduce-scatter then an all-gather, each `world − 1` steps, every rank sending and
@@ -29,16 +30,23 @@ import Synchronization
 /// rank summed in k+1), so nothing it still reads is overwritten. If the window cannot be made
 /// (no `/dev/shm`, too small), frames carry their payloads as before.
 ///
+/// **Across hosts.** A `tcp://` link is an nng byte stream, not a pair socket: the frames are
+/// the same, written back to back, and the payload goes from the tensor to the kernel and from
+/// the kernel into place (or a reused buffer it is added from) without an nng message between.
+/// (`tls+tcp://` links stay pair sockets.)
+///
 /// **Failure.** Every send and receive has a deadline (`timeout`, about two heartbeat
-/// intervals); a dead or silent neighbour ends the collective with `.peerTimeout(rank:)`.
+/// intervals); a dead or silent neighbour ends the collective with `.peerTimeout(rank:)` (a
+/// closed byte stream with `.peerFailed(rank:)` at once).
 /// Not for concurrent use: one task (or, with `allreduceBlocking`, one thread) drives a group.
 /// `@unchecked Sendable`: one task or thread drives a group at a time; the only concurrency is inside
-/// `exchange` and `pipeline`, whose two child tasks use different sockets (`next`, `prev`) and
+/// `exchange` and `pipeline`, whose two child tasks use different links (`next`, `prev`) and
 /// different windows (only the sending child reads `outWindow`, only the receiving child touches
 /// `inWindow` and `firstFrameStart`). In `exchange` their buffers are disjoint; in `pipeline` the
 /// sender reads a chunk only after the receiver has written it (`FrameProgress`), and the
 /// receiver overwrites a chunk the sender read only once it came back round the ring, which the
-/// sender's own send of it started. `sequence` and `outWindow` change only between collectives.
+/// sender's own send of it finished (a byte stream reads the payload from the buffer until
+/// then). `sequence` and `outWindow` change only between collectives, `prev` only in `init`.
 public final class RingGroup: @unchecked Sendable {
     public let rank: Int
     public let world: Int
@@ -46,8 +54,8 @@ public final class RingGroup: @unchecked Sendable {
     public let timeout: Duration
     /// Floats per message; large enough to amortise per-message cost, small enough to pipeline.
     public let chunkFloats: Int
-    let next: Socket?
-    let prev: Socket?
+    let next: RingLink?
+    private(set) var prev: RingLink?
     private var sequence: UInt64 = 0
     /// Seconds this rank waited, summed over allreduces, from entering until the previous
     /// rank's first frame arrived: how late that neighbour was (plus one frame's transfer).
@@ -91,20 +99,73 @@ public final class RingGroup: @unchecked Sendable {
             next = nil; prev = nil
             return
         }
+        let nextRank = (rank + 1) % world, prevRank = (rank + world - 1) % world
         let options = Socket.Options(maxMessageSize: TensorFrameHeader.size + self.chunkFloats * 4 + 64, defaultTimeout: timeout,
                                      reconnectMin: .milliseconds(10), reconnectMax: .milliseconds(200))
+        let deadline = ContinuousClock.now + timeout
+        var listener: StreamListener?
         do {
-            let p = try Socket(.pair, options: options)
-            try p.listen(addresses[rank], tls: tls)
-            let n = try Socket(.pair, options: options)
-            try n.dial(addresses[(rank + 1) % world], tls: tls)
-            prev = p; next = n
+            if tls == nil && ownAddress.hasPrefix("tcp://") {
+                listener = try StreamListener(ownAddress)
+                prev = nil // taken from the listener below
+            } else {
+                let p = try Socket(.pair, options: options)
+                try p.listen(ownAddress, tls: tls)
+                prev = MessageLink(socket: p, peer: prevRank, timeout: timeout)
+            }
         } catch {
-            throw .peerFailed(rank: (rank + 1) % world, operation: "connect", detail: error.description)
+            throw .peerFailed(rank: rank, operation: "listen on \(ownAddress)", detail: error.description)
         }
-        // A token around the ring proves every link is up before the first collective.
+        defer { listener?.close() }
+        do {
+            if tls == nil && nextAddress.hasPrefix("tcp://") {
+                next = StreamLink(stream: try await ByteStream.dial(nextAddress, timeout: timeout), peer: nextRank, timeout: timeout,
+                                  maxFloats: self.chunkFloats)
+            } else {
+                let n = try Socket(.pair, options: options)
+                try n.dial(nextAddress, tls: tls)
+                next = MessageLink(socket: n, peer: nextRank, timeout: timeout)
+            }
+        } catch {
+            throw .peerFailed(rank: nextRank, operation: "connect", detail: error.description)
+        }
+        // A token around the ring proves every link is up before the first collective. Sent
+        // forward first (it never waits on the rank behind), then taken from behind.
         let mine = FloatBuffer([Float(rank)]), theirs = FloatBuffer(count: 1)
-        try await exchange(send: UnsafeBufferPointer(mine.buffer), receive: theirs.buffer, tag: tag(phase: 0, step: 0), add: false)
+        try await send(UnsafeBufferPointer(mine.buffer), tag: tag(phase: 0, step: 0))
+        if let listener {
+            prev = try await acceptPrevious(on: listener, until: deadline, token: theirs.buffer)
+        } else {
+            try await receive(into: theirs.buffer, tag: tag(phase: 0, step: 0), add: false)
+        }
+    }
+
+    /// Takes the previous rank's byte stream: the first connection whose first frame is this
+    /// group's token. Anything else that connects (a rank of an earlier group, a port scanner,
+    /// garbage) is dropped, and the last such error is reported if the rank never comes.
+    private func acceptPrevious(on listener: StreamListener, until deadline: ContinuousClock.Instant,
+                                token: UnsafeMutableBufferPointer<Float>) async throws(CollectiveError) -> StreamLink {
+        var failure = CollectiveError.peerTimeout(rank: prevRank, operation: "connect", seconds: seconds(timeout))
+        while case let left = deadline - .now, left > .zero {
+            let stream: ByteStream
+            do {
+                stream = try await listener.accept(timeout: left)
+            } catch {
+                if error.code == .cancelled { throw .cancelled }
+                if error.code != .timedOut { failure = .peerFailed(rank: prevRank, operation: "accept", detail: error.description) }
+                break
+            }
+            let link = StreamLink(stream: stream, peer: prevRank, timeout: timeout, maxFloats: chunkFloats)
+            do {
+                _ = try await receiveFrame(into: token, at: 0, on: link, tag: tag(phase: 0, step: 0), add: false)
+                return link
+            } catch {
+                if case .cancelled = error { throw error }
+                failure = error
+                link.close()
+            }
+        }
+        throw failure
     }
 
     deinit {
@@ -157,9 +218,9 @@ public final class RingGroup: @unchecked Sendable {
         sequence += 1
         let none = UnsafeBufferPointer<Float>(start: nil, count: 0), nothing = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
         try await exchange(send: none, receive: nothing, tag: tag(phase: 4, step: 0), add: false)
-        try await exchange(send: none, on: prev, to: prevRank, receive: nothing, on: next, from: nextRank, tag: tag(phase: 5, step: 0), add: false)
+        try await exchange(send: none, on: prev, receive: nothing, on: next, tag: tag(phase: 5, step: 0), add: false)
         next.close()
-        if await !prev.waitUntilDisconnected(timeout: timeout) {
+        if await !prev.waitForHangUp(timeout: timeout) {
             throw .peerTimeout(rank: prevRank, operation: "close", seconds: seconds(timeout))
         }
         prev.close()
@@ -191,12 +252,14 @@ public final class RingGroup: @unchecked Sendable {
         defer { if average && world > 1 { Vectorized.scale(buffer.baseAddress!, by: 1 / Float(world), count: buffer.count) } }
         guard let steps = plan(buffer) else { return }
         do {
-            if steps.allSatisfy({ $0.slot != nil || $0.out.count <= chunkFloats && $0.into.count <= chunkFloats }) {
-                try pipelineBlocking(steps, buffer: buffer)
+            if let next = next as? MessageLink, let prev = prev as? MessageLink,
+               steps.allSatisfy({ $0.slot != nil || $0.out.count <= chunkFloats && $0.into.count <= chunkFloats }) {
+                try pipelineBlocking(steps, buffer: buffer, next: next, prev: prev)
             } else {
-                // Several payload frames per step: sent one after another from one thread they
-                // could fill both directions' buffers and wait for each other; the task pipeline
-                // receives while it sends.
+                // Several payload frames per step, or a byte stream (which holds no frame for a
+                // busy receiver): sent one after another from one thread they could fill both
+                // directions' buffers and wait for each other; the task pipeline receives while
+                // it sends.
                 let b = SendableMutableBuffer(buffer)
                 try runBlocking { () throws(CollectiveError) in try await self.pipeline(steps, buffer: b.buffer) }
             }
@@ -240,15 +303,14 @@ public final class RingGroup: @unchecked Sendable {
     /// frame it forwards has arrived; a frame is received when the next send needs it, the rest
     /// at the end. Sends do not wait for the neighbour as long as frames are small (payloads in
     /// the shared window) or one per step (nng holds one while the neighbour is busy).
-    func pipelineBlocking(_ steps: [RingStep], buffer: UnsafeMutableBufferPointer<Float>) throws(CollectiveError) {
-        guard let next, let prev else { return }
+    func pipelineBlocking(_ steps: [RingStep], buffer: UnsafeMutableBufferPointer<Float>, next: MessageLink, prev: MessageLink) throws(CollectiveError) {
         let chunk = chunkFloats
         func frames(_ r: Range<Int>) -> Int { max(1, (r.count + chunk - 1) / chunk) }
         var received = 0, receiving = 0, frameInStep = 0
         func receiveOne() throws(CollectiveError) {
             let step = steps[receiving]
             try receiveFrameBlocking(into: UnsafeMutableBufferPointer(rebasing: buffer[step.into]), at: frameInStep * chunk, on: prev,
-                                     from: prevRank, tag: step.tag, add: step.add)
+                                     tag: step.tag, add: step.add)
             received += 1
             frameInStep += 1
             if frameInStep == frames(step.into) { receiving += 1; frameInStep = 0 }
@@ -258,7 +320,7 @@ public final class RingGroup: @unchecked Sendable {
             let values = UnsafeBufferPointer(rebasing: buffer[step.out])
             for k in 0..<frames(step.out) {
                 if i > 0 { while received < before + k + 1 { try receiveOne() } }
-                try sendFrameBlocking(values, at: k * chunk, on: next, to: nextRank, tag: step.tag, slot: step.slot)
+                try sendFrameBlocking(values, at: k * chunk, on: next, tag: step.tag, slot: step.slot)
             }
             if i > 0 { before += frames(steps[i - 1].into) }
         }
@@ -278,7 +340,7 @@ public final class RingGroup: @unchecked Sendable {
         for step in steps { counts.append(counts.last! + frames(step.into)) }
         let firstFrame = counts
         let progress = FrameProgress()
-        let b = SendableMutableBuffer(buffer), (nextRank, prevRank) = (self.nextRank, self.prevRank)
+        let b = SendableMutableBuffer(buffer)
         let result: Result<Void, CollectiveError> = await withTaskGroup(of: Result<Void, CollectiveError>.self) { group in
             group.addTask {
                 do throws(CollectiveError) {
@@ -286,7 +348,7 @@ public final class RingGroup: @unchecked Sendable {
                         let values = UnsafeBufferPointer(rebasing: b.buffer[step.out])
                         for k in 0..<frames(step.out) {
                             if i > 0 { try await progress.wait(until: firstFrame[i - 1] + k + 1) }
-                            _ = try await self.sendFrame(values, at: k * chunk, on: next, to: nextRank, tag: step.tag, slot: step.slot)
+                            _ = try await self.sendFrame(values, at: k * chunk, on: next, tag: step.tag, slot: step.slot)
                         }
                     }
                     return .success(())
@@ -297,7 +359,7 @@ public final class RingGroup: @unchecked Sendable {
                     for step in steps {
                         let values = UnsafeMutableBufferPointer(rebasing: b.buffer[step.into])
                         for k in 0..<frames(step.into) {
-                            _ = try await self.receiveFrame(into: values, at: k * chunk, on: prev, from: prevRank, tag: step.tag, add: step.add)
+                            _ = try await self.receiveFrame(into: values, at: k * chunk, on: prev, tag: step.tag, add: step.add)
                             progress.advance()
                         }
                     }
@@ -330,25 +392,24 @@ public final class RingGroup: @unchecked Sendable {
     /// one (added in, or copied), concurrently.
     func exchange(send: UnsafeBufferPointer<Float>, receive: UnsafeMutableBufferPointer<Float>, tag: UInt64, add: Bool) async throws(CollectiveError) {
         guard let next, let prev else { return }
-        try await exchange(send: send, on: next, to: nextRank, receive: receive, on: prev, from: prevRank, tag: tag, add: add)
+        try await exchange(send: send, on: next, receive: receive, on: prev, tag: tag, add: add)
     }
 
     /// The general form: send on one link while receiving on another (the close handshake
     /// runs it backwards).
-    func exchange(send: UnsafeBufferPointer<Float>, on out: Socket, to outRank: Int,
-                  receive: UnsafeMutableBufferPointer<Float>, on inbound: Socket, from inRank: Int,
+    func exchange(send: UnsafeBufferPointer<Float>, on out: RingLink, receive: UnsafeMutableBufferPointer<Float>, on inbound: RingLink,
                   tag: UInt64, add: Bool) async throws(CollectiveError) {
         // Raw pointers cross into the child task: the parent awaits it before returning, so
         // the buffers outlive every use.
         let s = SendableBuffer(send), r = SendableMutableBuffer(receive)
         let result: Result<Void, CollectiveError> = await withTaskGroup(of: Result<Void, CollectiveError>.self) { group in
             group.addTask {
-                do throws(CollectiveError) { try await self.send(s.buffer, on: out, to: outRank, tag: tag); return .success(()) } catch {
+                do throws(CollectiveError) { try await self.send(s.buffer, on: out, tag: tag); return .success(()) } catch {
                     return .failure(error)
                 }
             }
             group.addTask {
-                do throws(CollectiveError) { try await self.receive(into: r.buffer, on: inbound, from: inRank, tag: tag, add: add); return .success(()) } catch {
+                do throws(CollectiveError) { try await self.receive(into: r.buffer, on: inbound, tag: tag, add: add); return .success(()) } catch {
                     return .failure(error)
                 }
             }
@@ -366,136 +427,95 @@ public final class RingGroup: @unchecked Sendable {
 
     func send(_ values: UnsafeBufferPointer<Float>, tag: UInt64) async throws(CollectiveError) {
         guard let next else { return }
-        try await send(values, on: next, to: nextRank, tag: tag)
+        try await send(values, on: next, tag: tag)
     }
 
     /// Sends `values` in frames of at most `chunkFloats` (one empty frame for an empty buffer),
     /// payloads in the frames.
-    func send(_ values: UnsafeBufferPointer<Float>, on socket: Socket, to peer: Int, tag: UInt64) async throws(CollectiveError) {
+    func send(_ values: UnsafeBufferPointer<Float>, on link: RingLink, tag: UInt64) async throws(CollectiveError) {
         var offset = 0
         repeat {
-            offset += try await sendFrame(values, at: offset, on: socket, to: peer, tag: tag, slot: nil)
+            offset += try await sendFrame(values, at: offset, on: link, tag: tag, slot: nil)
         } while offset < values.count
     }
 
     /// Sends the frame of `values` that starts at `offset` (at most `chunkFloats`); returns its
     /// length. With a `slot`, the payload goes to the shared window at that byte position.
-    func sendFrame(_ values: UnsafeBufferPointer<Float>, at offset: Int, on socket: Socket, to peer: Int, tag: UInt64,
+    func sendFrame(_ values: UnsafeBufferPointer<Float>, at offset: Int, on link: RingLink, tag: UInt64,
                    slot: Int?) async throws(CollectiveError) -> Int {
         let count = min(chunkFloats, values.count - offset)
-        do {
-            try await socket.send(try frame(values, at: offset, count: count, tag: tag, slot: slot), timeout: timeout)
-        } catch {
-            throw map(error, rank: peer, operation: "send")
-        }
+        try await link.send(header(values, at: offset, count: count, tag: tag, slot: slot),
+                            payload: UnsafeBufferPointer(rebasing: values[offset..<offset + count]))
         return count
     }
 
     /// `sendFrame` on the calling thread (see `allreduceBlocking`).
-    func sendFrameBlocking(_ values: UnsafeBufferPointer<Float>, at offset: Int, on socket: Socket, to peer: Int, tag: UInt64,
-                           slot: Int?) throws(CollectiveError) {
-        do {
-            try socket.sendBlocking(try frame(values, at: offset, count: min(chunkFloats, values.count - offset), tag: tag, slot: slot),
-                                    timeout: timeout)
-        } catch {
-            throw map(error, rank: peer, operation: "send")
-        }
+    func sendFrameBlocking(_ values: UnsafeBufferPointer<Float>, at offset: Int, on link: MessageLink, tag: UInt64, slot: Int?) throws(CollectiveError) {
+        let count = min(chunkFloats, values.count - offset)
+        try link.sendBlocking(header(values, at: offset, count: count, tag: tag, slot: slot),
+                              payload: UnsafeBufferPointer(rebasing: values[offset..<offset + count]))
     }
 
-    /// The message for `count` floats of `values` from `offset`: header and payload, or, with a
-    /// `slot`, the header only and the payload written to the shared window there.
-    private func frame(_ values: UnsafeBufferPointer<Float>, at offset: Int, count: Int, tag: UInt64,
-                       slot: Int?) throws(TransportError) -> Message {
+    /// The header for `count` floats of `values` from `offset`. With a `slot`, the payload is
+    /// written to the shared window there and the header points to it.
+    private func header(_ values: UnsafeBufferPointer<Float>, at offset: Int, count: Int, tag: UInt64, slot: Int?) -> TensorFrameHeader {
         var header = TensorFrameHeader(count: UInt32(count), epoch: epoch, tag: tag, offset: UInt64(offset))
         if let window = slot == nil ? nil : outWindow, let slot, count > 0 {
             let position = slot + offset * 4
             (window.base + position).copyMemory(from: values.baseAddress! + offset, byteCount: count * 4)
             header.shared = SharedPayload(generation: outGeneration, position: UInt64(position))
         }
-        var m = try Message(count: header.frameSize)
-        m.withUnsafeMutableBytes { body in
-            header.write(into: body)
-            if count > 0 && header.shared == nil {
-                TensorFrameHeader.writePayload(UnsafeBufferPointer(rebasing: values[offset..<offset + count]),
-                                               into: UnsafeMutableRawBufferPointer(rebasing: body[TensorFrameHeader.size...]))
-            }
-        }
-        return m
+        return header
     }
 
     func receive(into values: UnsafeMutableBufferPointer<Float>, tag: UInt64, add: Bool) async throws(CollectiveError) {
         guard let prev else { return }
-        try await receive(into: values, on: prev, from: prevRank, tag: tag, add: add)
+        try await receive(into: values, on: prev, tag: tag, add: add)
     }
 
     /// Receives `values.count` floats in frames (one empty frame for an empty buffer).
-    func receive(into values: UnsafeMutableBufferPointer<Float>, on socket: Socket, from: Int, tag: UInt64, add: Bool) async throws(CollectiveError) {
+    func receive(into values: UnsafeMutableBufferPointer<Float>, on link: RingLink, tag: UInt64, add: Bool) async throws(CollectiveError) {
         var offset = 0
         repeat {
-            offset += try await receiveFrame(into: values, at: offset, on: socket, from: from, tag: tag, add: add)
+            offset += try await receiveFrame(into: values, at: offset, on: link, tag: tag, add: add)
         } while offset < values.count
     }
 
     /// Receives the frame of `values` that starts at `offset` (added in, or copied); returns its length.
-    func receiveFrame(into values: UnsafeMutableBufferPointer<Float>, at offset: Int, on socket: Socket, from: Int, tag: UInt64,
+    func receiveFrame(into values: UnsafeMutableBufferPointer<Float>, at offset: Int, on link: RingLink, tag: UInt64,
                       add: Bool) async throws(CollectiveError) -> Int {
-        let m: Message
-        do {
-            m = try await socket.receive(timeout: timeout)
-        } catch {
-            throw map(error, rank: from, operation: "receive")
+        let expected = min(chunkFloats, values.count - offset), from = link.peer
+        try await link.receive(into: UnsafeMutableBufferPointer(rebasing: values[offset..<offset + expected]), add: add) {
+            (h) throws(CollectiveError) -> UnsafeRawBufferPointer? in
+            try self.check(h, from: from, tag: tag, offset: offset, expected: expected)
         }
-        return try take(m, into: values, at: offset, from: from, tag: tag, add: add)
+        return expected
     }
 
     /// `receiveFrame` on the calling thread (see `allreduceBlocking`).
-    func receiveFrameBlocking(into values: UnsafeMutableBufferPointer<Float>, at offset: Int, on socket: Socket, from: Int, tag: UInt64,
+    func receiveFrameBlocking(into values: UnsafeMutableBufferPointer<Float>, at offset: Int, on link: MessageLink, tag: UInt64,
                               add: Bool) throws(CollectiveError) {
-        let m: Message
-        do {
-            m = try socket.receiveBlocking(timeout: timeout)
-        } catch {
-            throw map(error, rank: from, operation: "receive")
+        let expected = min(chunkFloats, values.count - offset), from = link.peer
+        try link.receiveBlocking(into: UnsafeMutableBufferPointer(rebasing: values[offset..<offset + expected]), add: add) {
+            (h) throws(CollectiveError) -> UnsafeRawBufferPointer? in
+            try self.check(h, from: from, tag: tag, offset: offset, expected: expected)
         }
-        _ = try take(m, into: values, at: offset, from: from, tag: tag, add: add)
     }
 
-    /// Checks a received frame (epoch, tag, place, size) and adds or copies its payload into
-    /// `values` at `offset`; returns its length.
-    private func take(_ m: borrowing Message, into values: UnsafeMutableBufferPointer<Float>, at offset: Int, from: Int, tag: UInt64,
-                      add: Bool) throws(CollectiveError) -> Int {
+    /// Checks a received frame's header (epoch, tag, place, size) before its payload is used;
+    /// returns the payload's bytes when they sit in the previous rank's shared window.
+    private func check(_ h: TensorFrameHeader, from: Int, tag: UInt64, offset: Int, expected: Int) throws(CollectiveError) -> UnsafeRawBufferPointer? {
         if let start = firstFrameStart {
             // Only the receiving side touches this (see the class comment).
             firstFrameWaitSeconds += seconds(ContinuousClock.now - start)
             firstFrameStart = nil
         }
-        let expected = min(chunkFloats, values.count - offset)
-        let myEpoch = epoch
-        return try m.withUnsafeBytes { (frame) throws(CollectiveError) -> Int in
-            let h: TensorFrameHeader
-            do throws(WireError) { h = try TensorFrameHeader.decode(frame) } catch { throw .malformed(rank: from, error) }
-            guard h.epoch == myEpoch else { throw .stalePeer(rank: from, expectedEpoch: myEpoch, gotEpoch: h.epoch) }
-            guard h.tag == tag, Int(h.offset) == offset, Int(h.count) == expected else {
-                throw .outOfSequence(rank: from, expectedTag: tag, gotTag: h.tag)
-            }
-            guard expected > 0 else { return 0 }
-            let payload: UnsafeRawBufferPointer
-            if let shared = h.shared {
-                payload = try sharedPayload(shared, bytes: expected * 4, from: from)
-            } else {
-                payload = UnsafeRawBufferPointer(rebasing: frame[TensorFrameHeader.size...])
-            }
-            let dst = UnsafeMutableBufferPointer(rebasing: values[offset..<offset + expected])
-            if add {
-                // Frame payloads sit 40 bytes into nng's buffer and window slots are 64-byte
-                // aligned: float-aligned either way, read in place.
-                let src = payload.baseAddress!.assumingMemoryBound(to: Float.self)
-                Vectorized.add(src, into: dst.baseAddress!, count: expected)
-            } else {
-                TensorFrameHeader.readPayload(payload, into: dst)
-            }
-            return expected
+        guard h.epoch == epoch else { throw .stalePeer(rank: from, expectedEpoch: epoch, gotEpoch: h.epoch) }
+        guard h.tag == tag, Int(h.offset) == offset, Int(h.count) == expected else {
+            throw .outOfSequence(rank: from, expectedTag: tag, gotTag: h.tag)
         }
+        guard expected > 0, let shared = h.shared else { return nil }
+        return try sharedPayload(shared, bytes: expected * 4, from: from)
     }
 
     /// The bytes a frame points to in the previous rank's window, mapping a new generation of
@@ -519,19 +539,6 @@ public final class RingGroup: @unchecked Sendable {
         }
         return UnsafeRawBufferPointer(start: window.base + Int(shared.position), count: bytes)
     }
-
-    private func map(_ e: TransportError, rank: Int, operation: String) -> CollectiveError {
-        switch e.code {
-        case .timedOut:
-            return .peerTimeout(rank: rank, operation: operation, seconds: seconds(timeout))
-        case .cancelled: return .cancelled
-        default: return .peerFailed(rank: rank, operation: operation, detail: e.description)
-        }
-    }
-}
-
-private func seconds(_ d: Duration) -> Double {
-    Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
 }
 
 /// One step of the ring: send segment `out` to the next rank, receive `into` from the previous.

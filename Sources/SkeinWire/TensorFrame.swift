@@ -54,7 +54,18 @@ public struct TensorFrameHeader: Equatable, Sendable {
     /// Validates a frame and returns its header; the payload is `frame[size...]`.
     /// Total: any malformed, truncated or oversized frame throws.
     public static func decode(_ frame: UnsafeRawBufferPointer, maxCount: Int = Wire.defaultMaxFrame / 4) throws(WireError) -> TensorFrameHeader {
-        var r = ByteReader(frame)
+        let header = try decodeHeader(frame, maxCount: maxCount)
+        let payload = header.shared == nil ? Int(header.count) * 4 : 0, remaining = frame.count - size
+        if payload > remaining { throw .truncated(field: "payload", needed: payload, available: remaining) }
+        if payload < remaining { throw .trailingBytes(remaining - payload) }
+        return header
+    }
+
+    /// Validates the header at the start of `bytes` (at least `size` of them) and returns it,
+    /// whatever follows: for a byte stream, which reads the header first and then exactly the
+    /// payload it announces (`count` is checked against `maxCount` before anything is read).
+    public static func decodeHeader(_ bytes: UnsafeRawBufferPointer, maxCount: Int = Wire.defaultMaxFrame / 4) throws(WireError) -> TensorFrameHeader {
+        var r = ByteReader(bytes)
         let magic: UInt16 = try r.read("magic")
         guard magic == Wire.tensorMagic else { throw .badMagic(magic) }
         let version: UInt8 = try r.read("version")
@@ -70,9 +81,6 @@ public struct TensorFrameHeader: Equatable, Sendable {
         guard Int(count) <= maxCount else {
             throw .lengthOutOfRange(field: "count", declared: UInt64(count), limit: UInt64(maxCount))
         }
-        let payload = shared == nil ? Int(count) * 4 : 0
-        if payload > r.remaining { throw .truncated(field: "payload", needed: payload, available: r.remaining) }
-        if payload < r.remaining { throw .trailingBytes(r.remaining - payload) }
         return TensorFrameHeader(count: count, epoch: epoch, tag: tag, offset: offset, shared: shared)
     }
 

@@ -207,10 +207,15 @@ struct TransportTests {
         await #expect(throws: TransportError(.timedOut, operation: "receive")) {
             _ = try await receiver.receive(timeout: .milliseconds(300))
         }
-        // The receiver is unharmed: after the dialer reconnects, a small message arrives.
-        try await big.send(try Message(bytes: [42]), timeout: .seconds(5))
-        let m = try await receiver.receive(timeout: .seconds(10))
-        #expect(m.bytes == [42])
+        // The receiver is unharmed: after the dialer reconnects, a small message arrives. A
+        // message nng hands to the dropped connection before the dialer notices is lost (push
+        // does not redeliver; seen once in a loaded full run), so it is sent until one arrives.
+        var arrived: [UInt8] = []
+        for _ in 0..<20 where arrived.isEmpty {
+            try await big.send(try Message(bytes: [42]), timeout: .seconds(5))
+            arrived = (try? await receiver.receive(timeout: .milliseconds(500)))?.bytes ?? []
+        }
+        #expect(arrived == [42])
     }
 
     @Test("TLS round trip with a throwaway CA")

@@ -184,6 +184,30 @@ struct CodecTests {
         for _ in 0..<20_000 {
             let noise = (0..<Int.random(in: 0..<80, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
             noise.withUnsafeBytes { buf in _ = try? TensorFrameHeader.decode(buf) }
+            noise.withUnsafeBytes { buf in _ = try? TensorFrameHeader.decodeHeader(buf) }
         }
+    }
+
+    @Test("a byte stream's header alone decodes, whatever follows; its count is bounded before a payload is read")
+    func tensorHeaderAlone() throws {
+        let header = TensorFrameHeader(count: 1000, epoch: 3, tag: 99, offset: 12)
+        var bytes = [UInt8](repeating: 0, count: TensorFrameHeader.size)
+        bytes.withUnsafeMutableBytes { header.write(into: $0) }
+        let alone = try bytes.withUnsafeBytes { buf throws(WireError) in try TensorFrameHeader.decodeHeader(buf) }
+        #expect(alone == header)
+        // decode wants the 4,000 payload bytes; decodeHeader does not look past the header.
+        _ = bytes.withUnsafeBytes { buf in #expect(throws: WireError.self) { try TensorFrameHeader.decode(buf) } }
+        let followed = try (bytes + [1, 2, 3]).withUnsafeBytes { buf throws(WireError) in try TensorFrameHeader.decodeHeader(buf) }
+        #expect(followed == header)
+        _ = bytes.withUnsafeBytes { buf in
+            #expect(throws: WireError.lengthOutOfRange(field: "count", declared: 1000, limit: 999)) {
+                try TensorFrameHeader.decodeHeader(buf, maxCount: 999)
+            }
+        }
+        for cut in 0..<TensorFrameHeader.size {
+            _ = Array(bytes[..<cut]).withUnsafeBytes { buf in #expect(throws: WireError.self) { try TensorFrameHeader.decodeHeader(buf) } }
+        }
+        bytes[0] ^= 0xFF
+        _ = bytes.withUnsafeBytes { buf in #expect(throws: WireError.self) { try TensorFrameHeader.decodeHeader(buf) } }
     }
 }

@@ -15,7 +15,9 @@ let addresses = (0..<world).map { r in Int(base).map { "tcp://127.0.0.1:\($0 + r
 let inline = ProcessInfo.processInfo.environment["SKEIN_BENCH_INLINE"] == "1"
 // SKEIN_BENCH_BLOCKING=1: `allreduceBlocking` on a plain thread, as a training step calls it.
 let blocking = ProcessInfo.processInfo.environment["SKEIN_BENCH_BLOCKING"] == "1"
-let group = try await RingGroup(rank: rank, addresses: addresses, epoch: 1, timeout: .seconds(30), sharedMemory: !inline)
+// SKEIN_BENCH_CHUNK=N: frames of at most N floats (default: RingGroup's).
+let chunk = ProcessInfo.processInfo.environment["SKEIN_BENCH_CHUNK"].flatMap { Int($0) } ?? 1 << 18
+let group = try await RingGroup(rank: rank, addresses: addresses, epoch: 1, timeout: .seconds(30), chunkFloats: chunk, sharedMemory: !inline)
 let sizes = [4 << 10, 256 << 10, 4 << 20, 64 << 20]
 let barrier = FloatBuffer(count: 1)
 for bytes in sizes {

@@ -1,0 +1,211 @@
+import SkeinTensor
+import SkeinTransport
+import SkeinWire
+
+/// How a rank reaches one neighbour of its ring. A link carries tensor frames both ways (the
+/// close handshake runs backwards); one send and one receive at a time.
+///
+/// - `MessageLink`: an nng pair socket, one message per frame. For `ipc://` (ranks on one
+///   host), where payloads mostly sit in a shared window and frames are headers.
+/// - `StreamLink`: an nng byte stream (`tcp://`), frames written back to back: the payload
+///   goes from the tensor to the kernel and back without being copied into an nng message.
+protocol RingLink: AnyObject, Sendable {
+    /// The neighbour's rank, for errors.
+    var peer: Int { get }
+    /// Sends one frame: `header`, then `payload` unless the header points into a shared window.
+    /// `payload` must stay unchanged until this returns.
+    func send(_ header: TensorFrameHeader, payload: UnsafeBufferPointer<Float>) async throws(CollectiveError)
+    /// Receives one frame of `destination.count` floats, added into or copied to `destination`.
+    /// `check` validates the header before any payload is used and returns the payload's bytes
+    /// when the header points into a shared window.
+    func receive(into destination: UnsafeMutableBufferPointer<Float>, add: Bool,
+                 check: (TensorFrameHeader) throws(CollectiveError) -> UnsafeRawBufferPointer?) async throws(CollectiveError)
+    /// Ends the link: a dialing side first, then the listening side once the peer hung up
+    /// (`waitForHangUp`).
+    func close()
+    /// Waits until the peer closed its end (or `timeout` passes); whether it did.
+    func waitForHangUp(timeout: Duration) async -> Bool
+}
+
+/// Moves a frame's payload into place: adds or copies `source` into `destination`.
+func deliver(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableBufferPointer<Float>, add: Bool) {
+    guard destination.count > 0 else { return }
+    if add {
+        // Frame payloads sit 40 bytes into nng's buffer, window slots are 64-byte aligned and
+        // stream payloads land in a float buffer: float-aligned in every case, read in place.
+        Vectorized.add(source.baseAddress!.assumingMemoryBound(to: Float.self), into: destination.baseAddress!, count: destination.count)
+    } else {
+        TensorFrameHeader.readPayload(source, into: destination)
+    }
+}
+
+/// Maps a transport failure on the link to `peer` to the collective's error.
+func collectiveError(_ e: TransportError, peer: Int, operation: String, timeout: Duration) -> CollectiveError {
+    switch e.code {
+    case .timedOut: .peerTimeout(rank: peer, operation: operation, seconds: seconds(timeout))
+    case .cancelled: .cancelled
+    default: .peerFailed(rank: peer, operation: operation, detail: e.description)
+    }
+}
+
+func seconds(_ d: Duration) -> Double {
+    Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}
+
+/// A ring link over an nng pair socket: one message per frame.
+final class MessageLink: RingLink {
+    let socket: Socket
+    let peer: Int
+    let timeout: Duration
+
+    init(socket: Socket, peer: Int, timeout: Duration) {
+        self.socket = socket; self.peer = peer; self.timeout = timeout
+    }
+
+    func send(_ header: TensorFrameHeader, payload: UnsafeBufferPointer<Float>) async throws(CollectiveError) {
+        do {
+            try await socket.send(try message(header, payload: payload), timeout: timeout)
+        } catch {
+            throw collectiveError(error, peer: peer, operation: "send", timeout: timeout)
+        }
+    }
+
+    func receive(into destination: UnsafeMutableBufferPointer<Float>, add: Bool,
+                 check: (TensorFrameHeader) throws(CollectiveError) -> UnsafeRawBufferPointer?) async throws(CollectiveError) {
+        let m: Message
+        do {
+            m = try await socket.receive(timeout: timeout)
+        } catch {
+            throw collectiveError(error, peer: peer, operation: "receive", timeout: timeout)
+        }
+        try take(m, into: destination, add: add, check: check)
+    }
+
+    /// `send` on the calling thread (for `RingGroup.allreduceBlocking`).
+    func sendBlocking(_ header: TensorFrameHeader, payload: UnsafeBufferPointer<Float>) throws(CollectiveError) {
+        do {
+            try socket.sendBlocking(try message(header, payload: payload), timeout: timeout)
+        } catch {
+            throw collectiveError(error, peer: peer, operation: "send", timeout: timeout)
+        }
+    }
+
+    /// `receive` on the calling thread.
+    func receiveBlocking(into destination: UnsafeMutableBufferPointer<Float>, add: Bool,
+                         check: (TensorFrameHeader) throws(CollectiveError) -> UnsafeRawBufferPointer?) throws(CollectiveError) {
+        let m: Message
+        do {
+            m = try socket.receiveBlocking(timeout: timeout)
+        } catch {
+            throw collectiveError(error, peer: peer, operation: "receive", timeout: timeout)
+        }
+        try take(m, into: destination, add: add, check: check)
+    }
+
+    private func message(_ header: TensorFrameHeader, payload: UnsafeBufferPointer<Float>) throws(TransportError) -> Message {
+        var m = try Message(count: header.frameSize)
+        m.withUnsafeMutableBytes { body in
+            header.write(into: body)
+            if header.shared == nil && payload.count > 0 {
+                TensorFrameHeader.writePayload(payload, into: UnsafeMutableRawBufferPointer(rebasing: body[TensorFrameHeader.size...]))
+            }
+        }
+        return m
+    }
+
+    private func take(_ m: borrowing Message, into destination: UnsafeMutableBufferPointer<Float>, add: Bool,
+                      check: (TensorFrameHeader) throws(CollectiveError) -> UnsafeRawBufferPointer?) throws(CollectiveError) {
+        let peer = self.peer
+        try m.withUnsafeBytes { (frame) throws(CollectiveError) in
+            let h: TensorFrameHeader
+            do throws(WireError) { h = try TensorFrameHeader.decode(frame) } catch { throw .malformed(rank: peer, error) }
+            let shared = try check(h)
+            deliver(shared ?? UnsafeRawBufferPointer(rebasing: frame[TensorFrameHeader.size...]), into: destination, add: add)
+        }
+    }
+
+    func close() { socket.close() }
+
+    func waitForHangUp(timeout: Duration) async -> Bool { await socket.waitUntilDisconnected(timeout: timeout) }
+}
+
+/// A ring link over an nng byte stream: header and payload written back to back straight from
+/// the tensor; the receiver reads the header with the payload it expects, directly into place
+/// (a copy) or into a reused buffer it adds from, and checks the header.
+///
+/// `@unchecked Sendable`: `headerOut` is touched only by the one send at a time, `headerIn`
+/// and `scratch` only by the one receive at a time (`RingLink`'s contract).
+final class StreamLink: RingLink, @unchecked Sendable {
+    let stream: ByteStream
+    let peer: Int
+    let timeout: Duration
+    /// The largest payload a frame may announce (the group's frame size).
+    let maxFloats: Int
+    private let headerOut = UnsafeMutableRawBufferPointer.allocate(byteCount: TensorFrameHeader.size, alignment: 8)
+    private let headerIn = UnsafeMutableRawBufferPointer.allocate(byteCount: TensorFrameHeader.size, alignment: 8)
+    private var scratch = FloatBuffer(count: 0)
+
+    init(stream: ByteStream, peer: Int, timeout: Duration, maxFloats: Int) {
+        self.stream = stream; self.peer = peer; self.timeout = timeout; self.maxFloats = maxFloats
+    }
+
+    deinit {
+        headerOut.deallocate()
+        headerIn.deallocate()
+    }
+
+    func send(_ header: TensorFrameHeader, payload: UnsafeBufferPointer<Float>) async throws(CollectiveError) {
+        header.write(into: headerOut)
+        var parts = [UnsafeRawBufferPointer(headerOut)]
+        #if _endian(little)
+        if header.shared == nil { parts.append(UnsafeRawBufferPointer(payload)) }
+        #else
+        #error("StreamLink writes float payloads in host order; big-endian hosts need a byte-swapping copy")
+        #endif
+        do {
+            try await stream.write(parts, timeout: timeout)
+        } catch {
+            throw collectiveError(error, peer: peer, operation: "send", timeout: timeout)
+        }
+    }
+
+    func receive(into destination: UnsafeMutableBufferPointer<Float>, add: Bool,
+                 check: (TensorFrameHeader) throws(CollectiveError) -> UnsafeRawBufferPointer?) async throws(CollectiveError) {
+        // The header and the payload the receiver expects are read in one go (one wake-up per
+        // frame, not two), the payload straight into place when it is copied. Nothing is written
+        // outside `destination` or `scratch`; if the header then turns out wrong, the collective
+        // fails, and a failed collective's buffer holds no defined values anyway.
+        let payload: UnsafeMutableRawBufferPointer
+        if add {
+            if scratch.count < destination.count { scratch = FloatBuffer(count: destination.count) }
+            payload = UnsafeMutableRawBufferPointer(start: scratch.pointer, count: destination.count * 4)
+        } else {
+            payload = UnsafeMutableRawBufferPointer(destination)
+        }
+        headerIn.initializeMemory(as: UInt8.self, repeating: 0) // no stale header survives a failed read
+        do {
+            try await stream.read(into: [headerIn, payload], timeout: timeout)
+        } catch {
+            // A frame shorter than expected leaves the read waiting for bytes that never come:
+            // when its header did arrive, what is wrong with it says more than the timeout.
+            if let h = try? TensorFrameHeader.decodeHeader(UnsafeRawBufferPointer(headerIn), maxCount: maxFloats), h.shared == nil {
+                _ = try check(h)
+            }
+            throw collectiveError(error, peer: peer, operation: "receive", timeout: timeout)
+        }
+        let h: TensorFrameHeader
+        do throws(WireError) { h = try TensorFrameHeader.decodeHeader(UnsafeRawBufferPointer(headerIn), maxCount: maxFloats) } catch {
+            throw .malformed(rank: peer, error)
+        }
+        // A stream carries every payload in its frames; a header pointing elsewhere is malformed.
+        if let shared = h.shared { throw .malformed(rank: peer, .invalidValue(field: "shared", value: UInt64(shared.generation))) }
+        _ = try check(h)
+        if add { deliver(UnsafeRawBufferPointer(payload), into: destination, add: true) }
+    }
+
+    func close() { stream.close() }
+
+    /// A stream has no reconnecting dialer to race with: after the close handshake either end
+    /// may close at once.
+    func waitForHangUp(timeout: Duration) async -> Bool { true }
+}

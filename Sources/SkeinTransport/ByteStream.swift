@@ -1,0 +1,231 @@
+import CNNG
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// A connected byte stream through nng's stream API (`tcp://`): no scalability protocol and no
+/// message framing, so a link whose two ends frame their own data moves bulk bytes straight
+/// between its own memory and the kernel. A pair socket copies every payload into an nng
+/// message, and its pipe machinery adds thread hand-offs per message; for the ring allreduce
+/// over TCP that was about half of Open MPI's bandwidth at 4 MiB (`benchmarks/RESULTS.md`).
+///
+/// There is no reconnection: a broken connection ends every later read and write with an
+/// error, and the owner (a collective group) fails and is formed again.
+///
+/// At most one read and one write at a time; a read and a write may run concurrently.
+public final class ByteStream: Sendable {
+    private let handle: StreamHandle
+    private let reader: StreamTransfer
+    private let writer: StreamTransfer
+    public let address: String
+
+    init(handle: StreamHandle, address: String) throws(TransportError) {
+        self.handle = handle
+        self.address = address
+        _ = nng_stream_set_bool(handle.raw, NNG_OPT_TCP_NODELAY, true) // frame headers must not wait for Nagle
+        reader = try StreamTransfer(stream: handle, sending: false)
+        writer = try StreamTransfer(stream: handle, sending: true)
+    }
+
+    /// Connects to `address` (`tcp://HOST:PORT`), retrying while nothing listens there yet,
+    /// until `timeout` passes.
+    public static func dial(_ address: String, timeout: Duration) async throws(TransportError) -> ByteStream {
+        var d: OpaquePointer?
+        try check(nng_stream_dialer_alloc(&d, address), "dial", address: address)
+        defer { nng_stream_dialer_free(d) }
+        let deadline = ContinuousClock.now + timeout
+        let pool = AIOPool()
+        defer { pool.close() }
+        while true {
+            do {
+                let handle = try await withAIO(from: pool, timeout: timeout) { aio in nng_stream_dialer_dial(d, aio) } finish: {
+                    aio, rv throws(TransportError) -> StreamHandle in
+                    if rv != 0 { throw TransportError.fromNNG(rv, operation: "dial", address: address) }
+                    return StreamHandle(raw: OpaquePointer(nng_aio_get_output(aio, 0)!))
+                }
+                return try ByteStream(handle: handle, address: address)
+            } catch where error.code == .connectionRefused && ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(10))
+                if Task.isCancelled { throw TransportError(.cancelled, operation: "dial", address: address) }
+            }
+        }
+    }
+
+    /// Writes all of `parts`, in order (gathered: nothing is copied first). Throws if the
+    /// connection fails, or no byte could be written for `timeout` (nil: never times out).
+    /// The memory must stay valid and unchanged until this returns.
+    public func write(_ parts: [UnsafeRawBufferPointer], timeout: Duration?) async throws(TransportError) {
+        try await writer.run(parts.filter { $0.count > 0 }.map { UnsafeMutableRawBufferPointer(mutating: $0) }, timeout: timeout,
+                             operation: "write")
+    }
+
+    /// Reads exactly enough bytes to fill `parts`, in order (scattered; same failures as `write`).
+    public func read(into parts: [UnsafeMutableRawBufferPointer], timeout: Duration?) async throws(TransportError) {
+        try await reader.run(parts.filter { $0.count > 0 }, timeout: timeout, operation: "read")
+    }
+
+    /// Ends the connection; reads and writes in progress fail with `.closed`.
+    public func close() { nng_stream_close(handle.raw) }
+
+    deinit {
+        nng_stream_close(handle.raw)
+        reader.stop()
+        writer.stop()
+        nng_stream_free(handle.raw)
+    }
+}
+
+/// A listening address for byte streams; `accept` takes the next connection.
+public final class StreamListener: Sendable {
+    private let handle: StreamHandle
+    private let pool = AIOPool()
+    public let address: String
+
+    /// Listens on `address` (`tcp://HOST:PORT`).
+    public init(_ address: String) throws(TransportError) {
+        var l: OpaquePointer?
+        try check(nng_stream_listener_alloc(&l, address), "listen", address: address)
+        let rv = nng_stream_listener_listen(l)
+        if rv != 0 {
+            nng_stream_listener_free(l)
+            throw TransportError.fromNNG(rv, operation: "listen", address: address)
+        }
+        handle = StreamHandle(raw: l!)
+        self.address = address
+    }
+
+    /// The next connection, or `.timedOut` after `timeout`.
+    public func accept(timeout: Duration) async throws(TransportError) -> ByteStream {
+        let raw = handle.raw, address = self.address
+        let accepted = try await withAIO(from: pool, timeout: timeout) { aio in nng_stream_listener_accept(raw, aio) } finish: {
+            aio, rv throws(TransportError) -> StreamHandle in
+            if rv != 0 { throw TransportError.fromNNG(rv, operation: "accept", address: address) }
+            return StreamHandle(raw: OpaquePointer(nng_aio_get_output(aio, 0)!))
+        }
+        return try ByteStream(handle: accepted, address: address)
+    }
+
+    /// The TCP port a `tcp://HOST:0` listener was bound to.
+    public func boundPort() throws(TransportError) -> Int {
+        var port: Int32 = 0
+        try check(nng_stream_listener_get_int(handle.raw, NNG_OPT_TCP_BOUND_PORT, &port), "bound port", address: address)
+        return Int(port)
+    }
+
+    /// Stops listening; later connection attempts are refused.
+    public func close() { nng_stream_listener_close(handle.raw) }
+
+    deinit {
+        nng_stream_listener_close(handle.raw)
+        pool.close()
+        nng_stream_listener_free(handle.raw)
+    }
+}
+
+/// An nng stream, listener pointer. `@unchecked Sendable`: nng's stream functions are
+/// thread-safe, and the owner frees the pointer only in its `deinit`, when nothing else has it.
+struct StreamHandle: @unchecked Sendable {
+    let raw: OpaquePointer
+}
+
+/// One direction of a `ByteStream`: an aio that moves a whole list of buffers, resubmitting
+/// itself on nng's thread after each partial transfer (nng completes a stream operation after
+/// any progress), so the waiting task is resumed once per call, not once per kernel write.
+///
+/// `@unchecked Sendable` by hand-off: `run` sets the buffers and continuation before it
+/// submits; from then until the callback resumes the continuation, only the callback (one at
+/// a time: nng runs an aio's callback once per submission, and it resubmits last) touches
+/// `parts`, `result` and the continuation. `cancelled` is atomic. `ByteStream` allows one
+/// `run` per direction at a time.
+final class StreamTransfer: @unchecked Sendable {
+    /// Set once in `init`, before the box is shared.
+    private(set) var aio: OpaquePointer!
+    private let stream: StreamHandle
+    private let sending: Bool
+    private var parts: [UnsafeMutableRawBufferPointer] = []
+    private var result: Int32 = 0
+    private var continuation: UnsafeContinuation<Void, Never>?
+    private let cancelled = Atomic<Bool>(false)
+
+    init(stream: StreamHandle, sending: Bool) throws(TransportError) {
+        self.stream = stream
+        self.sending = sending
+        var a: OpaquePointer?
+        // Unretained: the box outlives its aio (`stop` runs before the owning stream lets it go).
+        try check(nng_aio_alloc(&a, streamTransferProgressed, Unmanaged.passUnretained(self).toOpaque()), "allocate aio")
+        aio = a
+    }
+
+    /// Waits for any callback in progress, then frees the aio. Not from a completion callback.
+    func stop() {
+        nng_aio_stop(aio)
+        nng_aio_free(aio)
+    }
+
+    func run(_ buffers: [UnsafeMutableRawBufferPointer], timeout: Duration?, operation: String) async throws(TransportError) {
+        guard !buffers.isEmpty else { return }
+        parts = buffers
+        result = 0
+        cancelled.store(false, ordering: .relaxed)
+        nng_aio_set_timeout(aio, nngDuration(timeout))
+        await withTaskCancellationHandler {
+            await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
+                continuation = c
+                submit()
+                if Task.isCancelled { cancel() }
+            }
+        } onCancel: {
+            cancel()
+        }
+        // The callback resumed us but may still be returning on nng's thread.
+        if CompletionThread.current != aio { nng_aio_wait(aio) }
+        if result != 0 { throw TransportError.fromNNG(result, operation: operation) }
+    }
+
+    private func cancel() {
+        cancelled.store(true, ordering: .releasing)
+        nng_aio_cancel(aio)
+    }
+
+    /// Starts the next transfer of what is left. nng may call back before this returns (on
+    /// another thread), so it touches nothing after submitting.
+    fileprivate func submit() {
+        var iov = parts.prefix(8).map { nng_iov(iov_buf: $0.baseAddress, iov_len: $0.count) }
+        _ = nng_aio_set_iov(aio, UInt32(iov.count), &iov)
+        if sending { nng_stream_send(stream.raw, aio) } else { nng_stream_recv(stream.raw, aio) }
+    }
+
+    /// After one completion: drops what was transferred; true if there is more to do.
+    fileprivate func progressed() -> Bool {
+        let rv = nng_aio_result(aio)
+        if rv != 0 { result = rv; return false }
+        var moved = nng_aio_count(aio)
+        if moved == 0 { result = Int32(NNG_ECONNSHUT.rawValue); return false } // no progress: the peer is gone
+        while moved > 0, let first = parts.first {
+            if moved >= first.count {
+                moved -= first.count
+                parts.removeFirst()
+            } else {
+                parts[0] = UnsafeMutableRawBufferPointer(rebasing: first[moved...])
+                moved = 0
+            }
+        }
+        if parts.isEmpty { return false }
+        if cancelled.load(ordering: .acquiring) { result = Int32(NNG_ECANCELED.rawValue); return false }
+        return true
+    }
+
+    fileprivate func finish() {
+        let c = continuation
+        continuation = nil
+        CompletionThread.running(aio) { c?.resume() }
+    }
+}
+
+/// nng calls this on its own thread after each partial transfer (file scope: see `aioCompleted`).
+private func streamTransferProgressed(_ arg: UnsafeMutableRawPointer?) {
+    guard let arg else { return }
+    let transfer = Unmanaged<StreamTransfer>.fromOpaque(arg).takeUnretainedValue()
+    if transfer.progressed() { transfer.submit() } else { transfer.finish() }
+}

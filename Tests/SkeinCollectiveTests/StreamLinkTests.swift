@@ -1,0 +1,89 @@
+import Foundation
+import Testing
+import SkeinTensor
+import SkeinTransport
+import SkeinWire
+@testable import SkeinCollective
+
+/// Two free loopback TCP addresses (bound once to find free ports, then released).
+func freeTCPAddresses(_ n: Int) throws -> [String] {
+    let probes = try (0..<n).map { _ in try StreamListener("tcp://127.0.0.1:0") }
+    defer { for p in probes { p.close() } }
+    return try probes.map { "tcp://127.0.0.1:\(try $0.boundPort())" }
+}
+
+/// Writes `bytes` to `stream` from memory that stays put for the whole write.
+func write(_ bytes: [UInt8], to stream: ByteStream) async throws {
+    let b = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 8)
+    defer { b.deallocate() }
+    b.copyBytes(from: bytes)
+    try await stream.write([UnsafeRawBufferPointer(b)], timeout: .seconds(5))
+}
+
+@Suite("Ring links over tcp (nng byte streams)")
+struct StreamLinkTests {
+    @Test("tcp links are byte streams; a stray connection sending garbage to a rank's port first is dropped and the ring still forms and sums")
+    func strayConnection() async throws {
+        let addresses = try freeTCPAddresses(2)
+        async let zero = RingGroup(rank: 0, addresses: addresses, epoch: 3, timeout: .seconds(5))
+        // Something else connects to rank 0 before rank 1 does, and sends 64 bytes of garbage.
+        let stray = try await ByteStream.dial(addresses[0], timeout: .seconds(5))
+        let junk = [UInt8](repeating: 0xAB, count: 64)
+        try await write(junk, to: stray)
+        try await Task.sleep(for: .milliseconds(100))
+        let one = try await RingGroup(rank: 1, addresses: addresses, epoch: 3, timeout: .seconds(5))
+        let rankZero = try await zero
+        #expect(rankZero.next is StreamLink && rankZero.prev is StreamLink)
+        let a = FloatBuffer(count: 300_001, value: 1), b = FloatBuffer(count: 300_001, value: 2)
+        async let other: Void = one.allreduce(b.buffer)
+        try await rankZero.allreduce(a.buffer)
+        try await other
+        #expect(a.array.allSatisfy { $0 == 3 } && b.array.allSatisfy { $0 == 3 })
+        async let closing: Void = one.close()
+        try await rankZero.close()
+        try await closing
+    }
+
+    @Test("over tcp, a rank of another group (other epoch) is refused: joining fails naming it as stale")
+    func staleRank() async throws {
+        let addresses = try freeTCPAddresses(2)
+        async let zero = RingGroup(rank: 0, addresses: addresses, epoch: 5, timeout: .seconds(1))
+        let one: Result<RingGroup, CollectiveError>
+        do throws(CollectiveError) { one = .success(try await RingGroup(rank: 1, addresses: addresses, epoch: 6, timeout: .seconds(1))) } catch {
+            one = .failure(error)
+        }
+        do {
+            _ = try await zero
+            Issue.record("rank 0 joined a rank of epoch 6")
+        } catch {
+            guard case let .stalePeer(rank, expected, got)? = error as? CollectiveError else { Issue.record("rank 0: \(error)"); return }
+            #expect(rank == 1 && expected == 5 && got == 6)
+        }
+        guard case .failure(.stalePeer(0, 6, 5)) = one else { Issue.record("rank 1: \(one)"); return }
+    }
+
+    @Test("a frame of the wrong length is refused as out of sequence, naming the rank (a short one once the wait for the rest ends)",
+          arguments: [7, 9_000])
+    func wrongLength(count: Int) async throws {
+        let addresses = try freeTCPAddresses(2)
+        async let zero = RingGroup(rank: 0, addresses: addresses, epoch: 8, timeout: .seconds(2))
+        // A hand-driven rank 1: it joins, then sends a reduce-scatter frame of the wrong length.
+        let listener = try StreamListener(addresses[1])
+        let out = try await ByteStream.dial(addresses[0], timeout: .seconds(5))
+        func frame(_ h: TensorFrameHeader, _ values: [Float]) -> [UInt8] { TensorFrameHeader.encode(h, values: values) }
+        let token = frame(TensorFrameHeader(count: 1, epoch: 8, tag: 0, offset: 0), [1])
+        try await write(token, to: out)
+        let inbound = try await listener.accept(timeout: .seconds(5))
+        let group = try await zero
+        _ = inbound
+        let wrong = frame(TensorFrameHeader(count: UInt32(count), epoch: 8, tag: 1 << 16 | 1 << 12, offset: 0), [Float](repeating: 1, count: count))
+        try await write(wrong, to: out)
+        let values = FloatBuffer(count: 10_000, value: 1)
+        do throws(CollectiveError) {
+            try await group.allreduce(values.buffer)
+            Issue.record("a frame of the wrong length was taken")
+        } catch {
+            guard case .outOfSequence(rank: 1, _, _) = error else { Issue.record("\(error)"); return }
+        }
+    }
+}

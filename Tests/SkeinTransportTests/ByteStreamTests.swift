@@ -1,0 +1,88 @@
+import Foundation
+import Testing
+@testable import SkeinTransport
+
+/// A connected pair of byte streams over TCP loopback (both ends in this process).
+func streamPair() async throws -> (StreamListener, ByteStream, ByteStream) {
+    let listener = try StreamListener("tcp://127.0.0.1:0")
+    let address = "tcp://127.0.0.1:\(try listener.boundPort())"
+    async let accepted = listener.accept(timeout: .seconds(5))
+    let dialed = try await ByteStream.dial(address, timeout: .seconds(5))
+    return (listener, dialed, try await accepted)
+}
+
+/// Raw memory for a test, freed by the caller.
+func bytes(_ n: Int, seed: UInt8) -> UnsafeMutableRawBufferPointer {
+    let b = UnsafeMutableRawBufferPointer.allocate(byteCount: n, alignment: 16)
+    for i in 0..<n { b[i] = UInt8(truncatingIfNeeded: i &* 131 &+ Int(seed) &+ i >> 9) }
+    return b
+}
+
+/// A buffer handed to a child task; the parent awaits the task before freeing it.
+struct SharedBytes: @unchecked Sendable { let buffer: UnsafeMutableRawBufferPointer }
+
+@Suite("Byte streams (nng stream API over tcp)")
+struct ByteStreamTests {
+    @Test("gathered writes arrive in scattered reads, 8 MiB both ways at once, in many partial transfers")
+    func bothWays() async throws {
+        let (_, a, b) = try await streamPair()
+        let n = 8 << 20
+        let outA = bytes(n, seed: 1), outB = bytes(n, seed: 2), inA = bytes(n, seed: 0), inB = bytes(n, seed: 0)
+        defer { for p in [outA, outB, inA, inB] { p.deallocate() } }
+        let (oa, ob, ia, ib) = (SharedBytes(buffer: outA), SharedBytes(buffer: outB), SharedBytes(buffer: inA), SharedBytes(buffer: inB))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // Uneven pieces on both sides, so piece boundaries never line up with the kernel's.
+            group.addTask { try await a.write([UnsafeRawBufferPointer(rebasing: oa.buffer[..<40]), UnsafeRawBufferPointer(rebasing: oa.buffer[40...])], timeout: .seconds(10)) }
+            group.addTask { try await b.write([UnsafeRawBufferPointer(ob.buffer)], timeout: .seconds(10)) }
+            group.addTask { try await b.read(into: [UnsafeMutableRawBufferPointer(rebasing: ib.buffer[..<1000]), UnsafeMutableRawBufferPointer(rebasing: ib.buffer[1000...])], timeout: .seconds(10)) }
+            group.addTask { try await a.read(into: [ia.buffer], timeout: .seconds(10)) }
+            try await group.waitForAll()
+        }
+        #expect(memcmp(outA.baseAddress!, inB.baseAddress!, n) == 0)
+        #expect(memcmp(outB.baseAddress!, inA.baseAddress!, n) == 0)
+    }
+
+    @Test("a read from a silent peer ends with .timedOut; a closed peer ends it with an error; a cancelled read with .cancelled")
+    func failures() async throws {
+        let (_, a, b) = try await streamPair()
+        let buffer = bytes(64, seed: 0)
+        defer { buffer.deallocate() }
+        let slot = SharedBytes(buffer: buffer)
+        let started = ContinuousClock.now
+        await #expect(throws: TransportError(.timedOut, operation: "read")) {
+            try await a.read(into: [slot.buffer], timeout: .milliseconds(200))
+        }
+        #expect(ContinuousClock.now - started < .seconds(2))
+
+        let cancelled = Task { () async -> TransportError? in
+            do { try await a.read(into: [slot.buffer], timeout: .seconds(30)); return nil } catch { return error as? TransportError }
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        cancelled.cancel()
+        #expect(await cancelled.value == TransportError(.cancelled, operation: "read"))
+
+        b.close()
+        let closedStart = ContinuousClock.now
+        await #expect(throws: TransportError.self) { try await a.read(into: [slot.buffer], timeout: .seconds(30)) }
+        #expect(ContinuousClock.now - closedStart < .seconds(2), "a closed peer is noticed at once, not at the deadline")
+    }
+
+    @Test("dialing retries until something listens, and gives up with .connectionRefused at its deadline")
+    func dialRetries() async throws {
+        let probe = try StreamListener("tcp://127.0.0.1:0")
+        let address = "tcp://127.0.0.1:\(try probe.boundPort())"
+        probe.close()
+        do {
+            _ = try await ByteStream.dial(address, timeout: .milliseconds(200))
+            Issue.record("dialed \(address), where nothing listens")
+        } catch {
+            #expect(error.code == .connectionRefused)
+        }
+        let dialing = Task { try await ByteStream.dial(address, timeout: .seconds(5)) }
+        try await Task.sleep(for: .milliseconds(200))
+        let listener = try StreamListener(address)
+        let accepted = try await listener.accept(timeout: .seconds(5))
+        let dialed = try await dialing.value
+        #expect(dialed.address == address && accepted.address == address)
+    }
+}
