@@ -50,3 +50,28 @@ SKEIN_CLONES
 void skein_scale(float *restrict x, float a, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = x[i] * a;
 }
+
+SKEIN_CLONES
+void skein_add_i64(const int64_t *restrict x, int64_t *restrict y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = (int64_t)((uint64_t)y[i] + (uint64_t)x[i]);
+}
+
+SKEIN_CLONES
+size_t skein_fixed_accumulate(const float *restrict g, int64_t *restrict acc, size_t n, int bits, double limit) {
+    const double scale = __builtin_ldexp(1.0, bits); // exact: a power of two
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double v = (double)g[i] * scale; // exact: a float times a power of two fits a double
+        int ok = __builtin_fabs(v) < limit; // false for NaN too
+        bad += !ok;
+        int64_t q = ok ? (int64_t)__builtin_rint(v) : 0;
+        acc[i] = (int64_t)((uint64_t)acc[i] + (uint64_t)q);
+    }
+    return bad;
+}
+
+SKEIN_CLONES
+void skein_fixed_to_float(const int64_t *restrict acc, float *restrict g, size_t n, int bits) {
+    const double scale = __builtin_ldexp(1.0, -bits);
+    for (size_t i = 0; i < n; i++) g[i] = (float)((double)acc[i] * scale);
+}

@@ -132,11 +132,11 @@ public final class RingGroup: @unchecked Sendable {
         // A token around the ring proves every link is up before the first collective. Sent
         // forward first (it never waits on the rank behind), then taken from behind.
         let mine = FloatBuffer([Float(rank)]), theirs = FloatBuffer(count: 1)
-        try await send(UnsafeBufferPointer(mine.buffer), tag: tag(phase: 0, step: 0))
+        try await send(RingBuffer(mine.buffer), tag: tag(phase: 0, step: 0))
         if let listener {
-            prev = try await acceptPrevious(on: listener, until: deadline, token: theirs.buffer)
+            prev = try await acceptPrevious(on: listener, until: deadline, token: RingBuffer(theirs.buffer))
         } else {
-            try await receive(into: theirs.buffer, tag: tag(phase: 0, step: 0), add: false)
+            try await receive(into: RingBuffer(theirs.buffer), tag: tag(phase: 0, step: 0), add: false)
         }
     }
 
@@ -144,7 +144,7 @@ public final class RingGroup: @unchecked Sendable {
     /// group's token. Anything else that connects (a rank of an earlier group, a port scanner,
     /// garbage) is dropped, and the last such error is reported if the rank never comes.
     private func acceptPrevious(on listener: StreamListener, until deadline: ContinuousClock.Instant,
-                                token: UnsafeMutableBufferPointer<Float>) async throws(CollectiveError) -> StreamLink {
+                                token: RingBuffer) async throws(CollectiveError) -> StreamLink {
         var failure = CollectiveError.peerTimeout(rank: prevRank, operation: "connect", seconds: seconds(timeout))
         while case let left = deadline - .now, left > .zero {
             let stream: ByteStream
@@ -216,9 +216,9 @@ public final class RingGroup: @unchecked Sendable {
         closed = true
         defer { releaseSharedMemory() }
         sequence += 1
-        let none = UnsafeBufferPointer<Float>(start: nil, count: 0), nothing = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
-        try await exchange(send: none, receive: nothing, tag: tag(phase: 4, step: 0), add: false)
-        try await exchange(send: none, on: prev, receive: nothing, on: next, tag: tag(phase: 5, step: 0), add: false)
+        let nothing = RingBuffer(UnsafeMutableBufferPointer<Float>(start: nil, count: 0))
+        try await exchange(send: nothing, receive: nothing, tag: tag(phase: 4, step: 0), add: false)
+        try await exchange(send: nothing, on: prev, receive: nothing, on: next, tag: tag(phase: 5, step: 0), add: false)
         next.close()
         if await !prev.waitForHangUp(timeout: timeout) {
             throw .peerTimeout(rank: prevRank, operation: "close", seconds: seconds(timeout))
@@ -230,8 +230,19 @@ public final class RingGroup: @unchecked Sendable {
 
     /// Sums `buffer` across the group in place; with `average`, divides by the world size.
     public func allreduce(_ buffer: UnsafeMutableBufferPointer<Float>, average: Bool = false) async throws(CollectiveError) {
-        sequence += 1
         defer { if average && world > 1 { Vectorized.scale(buffer.baseAddress!, by: 1 / Float(world), count: buffer.count) } }
+        try await allreduce(RingBuffer(buffer))
+    }
+
+    /// Sums `buffer` across the group in place, exactly: two's-complement addition wraps and is
+    /// associative, so the result has the same bits in any order and for any world size (the
+    /// exact reduction of `FixedPointSum`).
+    public func allreduce(_ buffer: UnsafeMutableBufferPointer<Int64>) async throws(CollectiveError) {
+        try await allreduce(RingBuffer(buffer))
+    }
+
+    func allreduce(_ buffer: RingBuffer) async throws(CollectiveError) {
+        sequence += 1
         guard let steps = plan(buffer) else { return }
         do {
             try await pipeline(steps, buffer: buffer)
@@ -248,20 +259,29 @@ public final class RingGroup: @unchecked Sendable {
     /// is what the small allreduces of data-parallel steps are made of. Never call it from a
     /// task (it holds the thread); `runBlocking` is the bridge for the other direction.
     public func allreduceBlocking(_ buffer: UnsafeMutableBufferPointer<Float>, average: Bool = false) throws(CollectiveError) {
-        sequence += 1
         defer { if average && world > 1 { Vectorized.scale(buffer.baseAddress!, by: 1 / Float(world), count: buffer.count) } }
+        try allreduceBlocking(RingBuffer(buffer))
+    }
+
+    /// The exact integer allreduce (see `allreduce(_:)` for Int64) on the calling thread.
+    public func allreduceBlocking(_ buffer: UnsafeMutableBufferPointer<Int64>) throws(CollectiveError) {
+        try allreduceBlocking(RingBuffer(buffer))
+    }
+
+    func allreduceBlocking(_ buffer: RingBuffer) throws(CollectiveError) {
+        sequence += 1
         guard let steps = plan(buffer) else { return }
+        let chunk = chunk(buffer.element)
         do {
             if let next = next as? MessageLink, let prev = prev as? MessageLink,
-               steps.allSatisfy({ $0.slot != nil || $0.out.count <= chunkFloats && $0.into.count <= chunkFloats }) {
+               steps.allSatisfy({ $0.slot != nil || $0.out.count <= chunk && $0.into.count <= chunk }) {
                 try pipelineBlocking(steps, buffer: buffer, next: next, prev: prev)
             } else {
                 // Several payload frames per step, or a byte stream (which holds no frame for a
                 // busy receiver): sent one after another from one thread they could fill both
                 // directions' buffers and wait for each other; the task pipeline receives while
                 // it sends.
-                let b = SendableMutableBuffer(buffer)
-                try runBlocking { () throws(CollectiveError) in try await self.pipeline(steps, buffer: b.buffer) }
+                try runBlocking { () throws(CollectiveError) in try await self.pipeline(steps, buffer: buffer) }
             }
         } catch {
             releaseSharedMemory()
@@ -269,9 +289,12 @@ public final class RingGroup: @unchecked Sendable {
         }
     }
 
+    /// Elements per frame: `chunkFloats` × 4 bytes, whatever the element.
+    func chunk(_ element: RingElement) -> Int { max(1, chunkFloats * 4 / element.size) }
+
     /// The steps of one allreduce of `buffer` (nil when there is nothing to exchange), with
     /// their places in the shared window when payloads go through it.
-    private func plan(_ buffer: UnsafeMutableBufferPointer<Float>) -> [RingStep]? {
+    private func plan(_ buffer: RingBuffer) -> [RingStep]? {
         guard world > 1, buffer.count > 0 else { return nil }
         let n = buffer.count
         func segment(_ j: Int) -> Range<Int> {
@@ -279,7 +302,7 @@ public final class RingGroup: @unchecked Sendable {
             return (k * n / world)..<((k + 1) * n / world)
         }
         // Each of the 2(world − 1) steps sends one segment; in shared memory each has its slot.
-        let slotBytes = ((n + world - 1) / world * 4 + 63) & ~63
+        let slotBytes = ((n + world - 1) / world * buffer.element.size + 63) & ~63
         let halfBytes = 2 * (world - 1) * slotBytes
         let window = slotBytes >= Self.sharedMemoryMinimumBytes ? outgoingWindow(bytes: 2 * halfBytes) : nil
         let half = Int(allreduces & 1)
@@ -303,24 +326,22 @@ public final class RingGroup: @unchecked Sendable {
     /// frame it forwards has arrived; a frame is received when the next send needs it, the rest
     /// at the end. Sends do not wait for the neighbour as long as frames are small (payloads in
     /// the shared window) or one per step (nng holds one while the neighbour is busy).
-    func pipelineBlocking(_ steps: [RingStep], buffer: UnsafeMutableBufferPointer<Float>, next: MessageLink, prev: MessageLink) throws(CollectiveError) {
-        let chunk = chunkFloats
+    func pipelineBlocking(_ steps: [RingStep], buffer: RingBuffer, next: MessageLink, prev: MessageLink) throws(CollectiveError) {
+        let chunk = chunk(buffer.element)
         func frames(_ r: Range<Int>) -> Int { max(1, (r.count + chunk - 1) / chunk) }
         var received = 0, receiving = 0, frameInStep = 0
         func receiveOne() throws(CollectiveError) {
             let step = steps[receiving]
-            try receiveFrameBlocking(into: UnsafeMutableBufferPointer(rebasing: buffer[step.into]), at: frameInStep * chunk, on: prev,
-                                     tag: step.tag, add: step.add)
+            try receiveFrameBlocking(into: buffer.slice(step.into), at: frameInStep * chunk, on: prev, tag: step.tag, add: step.add)
             received += 1
             frameInStep += 1
             if frameInStep == frames(step.into) { receiving += 1; frameInStep = 0 }
         }
         var before = 0 // frames received before the previous step's first
         for (i, step) in steps.enumerated() {
-            let values = UnsafeBufferPointer(rebasing: buffer[step.out])
             for k in 0..<frames(step.out) {
                 if i > 0 { while received < before + k + 1 { try receiveOne() } }
-                try sendFrameBlocking(values, at: k * chunk, on: next, tag: step.tag, slot: step.slot)
+                try sendFrameBlocking(buffer.slice(step.out), at: k * chunk, on: next, tag: step.tag, slot: step.slot)
             }
             if i > 0 { before += frames(steps[i - 1].into) }
         }
@@ -331,24 +352,22 @@ public final class RingGroup: @unchecked Sendable {
     /// so frame k of step i leaves as soon as frame k of step i − 1 has arrived and been added,
     /// not when all of step i − 1 is done: sending, receiving and adding overlap across steps
     /// as well as within them (as NCCL's ring does). One task sends, one receives.
-    func pipeline(_ steps: [RingStep], buffer: UnsafeMutableBufferPointer<Float>) async throws(CollectiveError) {
+    func pipeline(_ steps: [RingStep], buffer: RingBuffer) async throws(CollectiveError) {
         guard let next, let prev else { return }
-        let chunk = chunkFloats
+        let chunk = chunk(buffer.element)
         let frames: @Sendable (Range<Int>) -> Int = { max(1, ($0.count + chunk - 1) / chunk) }
         // firstFrame[i]: the number of frames received before step i's first.
         var counts = [0]
         for step in steps { counts.append(counts.last! + frames(step.into)) }
         let firstFrame = counts
         let progress = FrameProgress()
-        let b = SendableMutableBuffer(buffer)
         let result: Result<Void, CollectiveError> = await withTaskGroup(of: Result<Void, CollectiveError>.self) { group in
             group.addTask {
                 do throws(CollectiveError) {
                     for (i, step) in steps.enumerated() {
-                        let values = UnsafeBufferPointer(rebasing: b.buffer[step.out])
                         for k in 0..<frames(step.out) {
                             if i > 0 { try await progress.wait(until: firstFrame[i - 1] + k + 1) }
-                            _ = try await self.sendFrame(values, at: k * chunk, on: next, tag: step.tag, slot: step.slot)
+                            _ = try await self.sendFrame(buffer.slice(step.out), at: k * chunk, on: next, tag: step.tag, slot: step.slot)
                         }
                     }
                     return .success(())
@@ -357,9 +376,8 @@ public final class RingGroup: @unchecked Sendable {
             group.addTask {
                 do throws(CollectiveError) {
                     for step in steps {
-                        let values = UnsafeMutableBufferPointer(rebasing: b.buffer[step.into])
                         for k in 0..<frames(step.into) {
-                            _ = try await self.receiveFrame(into: values, at: k * chunk, on: prev, tag: step.tag, add: step.add)
+                            _ = try await self.receiveFrame(into: buffer.slice(step.into), at: k * chunk, on: prev, tag: step.tag, add: step.add)
                             progress.advance()
                         }
                     }
@@ -384,32 +402,29 @@ public final class RingGroup: @unchecked Sendable {
         sequence += 1
         guard world > 1 else { return }
         let distance = (rank - root + world) % world
-        if distance > 0 { try await receive(into: buffer, tag: tag(phase: 3, step: 0), add: false) }
-        if distance < world - 1 { try await send(UnsafeBufferPointer(buffer), tag: tag(phase: 3, step: 0)) }
+        if distance > 0 { try await receive(into: RingBuffer(buffer), tag: tag(phase: 3, step: 0), add: false) }
+        if distance < world - 1 { try await send(RingBuffer(buffer), tag: tag(phase: 3, step: 0)) }
     }
 
-    /// Sends `send` to the next rank while receiving `receive.count` floats from the previous
+    /// Sends `send` to the next rank while receiving `receive.count` elements from the previous
     /// one (added in, or copied), concurrently.
-    func exchange(send: UnsafeBufferPointer<Float>, receive: UnsafeMutableBufferPointer<Float>, tag: UInt64, add: Bool) async throws(CollectiveError) {
+    func exchange(send: RingBuffer, receive: RingBuffer, tag: UInt64, add: Bool) async throws(CollectiveError) {
         guard let next, let prev else { return }
         try await exchange(send: send, on: next, receive: receive, on: prev, tag: tag, add: add)
     }
 
     /// The general form: send on one link while receiving on another (the close handshake
     /// runs it backwards).
-    func exchange(send: UnsafeBufferPointer<Float>, on out: RingLink, receive: UnsafeMutableBufferPointer<Float>, on inbound: RingLink,
+    func exchange(send: RingBuffer, on out: RingLink, receive: RingBuffer, on inbound: RingLink,
                   tag: UInt64, add: Bool) async throws(CollectiveError) {
-        // Raw pointers cross into the child task: the parent awaits it before returning, so
-        // the buffers outlive every use.
-        let s = SendableBuffer(send), r = SendableMutableBuffer(receive)
         let result: Result<Void, CollectiveError> = await withTaskGroup(of: Result<Void, CollectiveError>.self) { group in
             group.addTask {
-                do throws(CollectiveError) { try await self.send(s.buffer, on: out, tag: tag); return .success(()) } catch {
+                do throws(CollectiveError) { try await self.send(send, on: out, tag: tag); return .success(()) } catch {
                     return .failure(error)
                 }
             }
             group.addTask {
-                do throws(CollectiveError) { try await self.receive(into: r.buffer, on: inbound, tag: tag, add: add); return .success(()) } catch {
+                do throws(CollectiveError) { try await self.receive(into: receive, on: inbound, tag: tag, add: add); return .success(()) } catch {
                     return .failure(error)
                 }
             }
@@ -425,97 +440,94 @@ public final class RingGroup: @unchecked Sendable {
         try result.get()
     }
 
-    func send(_ values: UnsafeBufferPointer<Float>, tag: UInt64) async throws(CollectiveError) {
+    func send(_ values: RingBuffer, tag: UInt64) async throws(CollectiveError) {
         guard let next else { return }
         try await send(values, on: next, tag: tag)
     }
 
-    /// Sends `values` in frames of at most `chunkFloats` (one empty frame for an empty buffer),
+    /// Sends `values` in frames of at most one chunk (one empty frame for an empty buffer),
     /// payloads in the frames.
-    func send(_ values: UnsafeBufferPointer<Float>, on link: RingLink, tag: UInt64) async throws(CollectiveError) {
+    func send(_ values: RingBuffer, on link: RingLink, tag: UInt64) async throws(CollectiveError) {
         var offset = 0
         repeat {
             offset += try await sendFrame(values, at: offset, on: link, tag: tag, slot: nil)
         } while offset < values.count
     }
 
-    /// Sends the frame of `values` that starts at `offset` (at most `chunkFloats`); returns its
-    /// length. With a `slot`, the payload goes to the shared window at that byte position.
-    func sendFrame(_ values: UnsafeBufferPointer<Float>, at offset: Int, on link: RingLink, tag: UInt64,
-                   slot: Int?) async throws(CollectiveError) -> Int {
-        let count = min(chunkFloats, values.count - offset)
-        try await link.send(header(values, at: offset, count: count, tag: tag, slot: slot),
-                            payload: UnsafeBufferPointer(rebasing: values[offset..<offset + count]))
+    /// Sends the frame of `values` that starts at element `offset` (at most one chunk); returns
+    /// its length. With a `slot`, the payload goes to the shared window at that byte position.
+    func sendFrame(_ values: RingBuffer, at offset: Int, on link: RingLink, tag: UInt64, slot: Int?) async throws(CollectiveError) -> Int {
+        let count = min(chunk(values.element), values.count - offset)
+        let payload = values.slice(offset..<offset + count)
+        try await link.send(header(payload, at: offset, tag: tag, slot: slot), payload: UnsafeRawBufferPointer(payload.bytes))
         return count
     }
 
     /// `sendFrame` on the calling thread (see `allreduceBlocking`).
-    func sendFrameBlocking(_ values: UnsafeBufferPointer<Float>, at offset: Int, on link: MessageLink, tag: UInt64, slot: Int?) throws(CollectiveError) {
-        let count = min(chunkFloats, values.count - offset)
-        try link.sendBlocking(header(values, at: offset, count: count, tag: tag, slot: slot),
-                              payload: UnsafeBufferPointer(rebasing: values[offset..<offset + count]))
+    func sendFrameBlocking(_ values: RingBuffer, at offset: Int, on link: MessageLink, tag: UInt64, slot: Int?) throws(CollectiveError) {
+        let payload = values.slice(offset..<offset + min(chunk(values.element), values.count - offset))
+        try link.sendBlocking(header(payload, at: offset, tag: tag, slot: slot), payload: UnsafeRawBufferPointer(payload.bytes))
     }
 
-    /// The header for `count` floats of `values` from `offset`. With a `slot`, the payload is
-    /// written to the shared window there and the header points to it.
-    private func header(_ values: UnsafeBufferPointer<Float>, at offset: Int, count: Int, tag: UInt64, slot: Int?) -> TensorFrameHeader {
-        var header = TensorFrameHeader(count: UInt32(count), epoch: epoch, tag: tag, offset: UInt64(offset))
-        if let window = slot == nil ? nil : outWindow, let slot, count > 0 {
-            let position = slot + offset * 4
-            (window.base + position).copyMemory(from: values.baseAddress! + offset, byteCount: count * 4)
+    /// The header for `payload`, which starts at element `offset` of its segment. With a
+    /// `slot`, the payload is written to the shared window there and the header points to it.
+    private func header(_ payload: RingBuffer, at offset: Int, tag: UInt64, slot: Int?) -> TensorFrameHeader {
+        var header = TensorFrameHeader(count: UInt32(payload.count), epoch: epoch, tag: tag, offset: UInt64(offset),
+                                       dtype: payload.element.dtype)
+        if let window = slot == nil ? nil : outWindow, let slot, payload.count > 0 {
+            let position = slot + offset * payload.element.size
+            (window.base + position).copyMemory(from: payload.bytes.baseAddress!, byteCount: payload.bytes.count)
             header.shared = SharedPayload(generation: outGeneration, position: UInt64(position))
         }
         return header
     }
 
-    func receive(into values: UnsafeMutableBufferPointer<Float>, tag: UInt64, add: Bool) async throws(CollectiveError) {
+    func receive(into values: RingBuffer, tag: UInt64, add: Bool) async throws(CollectiveError) {
         guard let prev else { return }
         try await receive(into: values, on: prev, tag: tag, add: add)
     }
 
-    /// Receives `values.count` floats in frames (one empty frame for an empty buffer).
-    func receive(into values: UnsafeMutableBufferPointer<Float>, on link: RingLink, tag: UInt64, add: Bool) async throws(CollectiveError) {
+    /// Receives `values.count` elements in frames (one empty frame for an empty buffer).
+    func receive(into values: RingBuffer, on link: RingLink, tag: UInt64, add: Bool) async throws(CollectiveError) {
         var offset = 0
         repeat {
             offset += try await receiveFrame(into: values, at: offset, on: link, tag: tag, add: add)
         } while offset < values.count
     }
 
-    /// Receives the frame of `values` that starts at `offset` (added in, or copied); returns its length.
-    func receiveFrame(into values: UnsafeMutableBufferPointer<Float>, at offset: Int, on link: RingLink, tag: UInt64,
-                      add: Bool) async throws(CollectiveError) -> Int {
-        let expected = min(chunkFloats, values.count - offset), from = link.peer
-        try await link.receive(into: UnsafeMutableBufferPointer(rebasing: values[offset..<offset + expected]), add: add) {
-            (h) throws(CollectiveError) -> UnsafeRawBufferPointer? in
-            try self.check(h, from: from, tag: tag, offset: offset, expected: expected)
+    /// Receives the frame of `values` that starts at element `offset` (added in, or copied);
+    /// returns its length.
+    func receiveFrame(into values: RingBuffer, at offset: Int, on link: RingLink, tag: UInt64, add: Bool) async throws(CollectiveError) -> Int {
+        let expected = min(chunk(values.element), values.count - offset), from = link.peer
+        let destination = values.slice(offset..<offset + expected)
+        try await link.receive(into: destination, add: add) { (h) throws(CollectiveError) -> UnsafeRawBufferPointer? in
+            try self.check(h, from: from, tag: tag, offset: offset, expected: destination)
         }
         return expected
     }
 
     /// `receiveFrame` on the calling thread (see `allreduceBlocking`).
-    func receiveFrameBlocking(into values: UnsafeMutableBufferPointer<Float>, at offset: Int, on link: MessageLink, tag: UInt64,
-                              add: Bool) throws(CollectiveError) {
-        let expected = min(chunkFloats, values.count - offset), from = link.peer
-        try link.receiveBlocking(into: UnsafeMutableBufferPointer(rebasing: values[offset..<offset + expected]), add: add) {
-            (h) throws(CollectiveError) -> UnsafeRawBufferPointer? in
-            try self.check(h, from: from, tag: tag, offset: offset, expected: expected)
+    func receiveFrameBlocking(into values: RingBuffer, at offset: Int, on link: MessageLink, tag: UInt64, add: Bool) throws(CollectiveError) {
+        let destination = values.slice(offset..<offset + min(chunk(values.element), values.count - offset)), from = link.peer
+        try link.receiveBlocking(into: destination, add: add) { (h) throws(CollectiveError) -> UnsafeRawBufferPointer? in
+            try self.check(h, from: from, tag: tag, offset: offset, expected: destination)
         }
     }
 
-    /// Checks a received frame's header (epoch, tag, place, size) before its payload is used;
-    /// returns the payload's bytes when they sit in the previous rank's shared window.
-    private func check(_ h: TensorFrameHeader, from: Int, tag: UInt64, offset: Int, expected: Int) throws(CollectiveError) -> UnsafeRawBufferPointer? {
+    /// Checks a received frame's header (epoch, tag, place, element type and count) before its
+    /// payload is used; returns the payload's bytes when they sit in the previous rank's window.
+    private func check(_ h: TensorFrameHeader, from: Int, tag: UInt64, offset: Int, expected: RingBuffer) throws(CollectiveError) -> UnsafeRawBufferPointer? {
         if let start = firstFrameStart {
             // Only the receiving side touches this (see the class comment).
             firstFrameWaitSeconds += seconds(ContinuousClock.now - start)
             firstFrameStart = nil
         }
         guard h.epoch == epoch else { throw .stalePeer(rank: from, expectedEpoch: epoch, gotEpoch: h.epoch) }
-        guard h.tag == tag, Int(h.offset) == offset, Int(h.count) == expected else {
+        guard h.tag == tag, Int(h.offset) == offset, Int(h.count) == expected.count, h.dtype == expected.element.dtype else {
             throw .outOfSequence(rank: from, expectedTag: tag, gotTag: h.tag)
         }
-        guard expected > 0, let shared = h.shared else { return nil }
-        return try sharedPayload(shared, bytes: expected * 4, from: from)
+        guard expected.count > 0, let shared = h.shared else { return nil }
+        return try sharedPayload(shared, bytes: expected.bytes.count, from: from)
     }
 
     /// The bytes a frame points to in the previous rank's window, mapping a new generation of
@@ -590,14 +602,23 @@ final class FrameProgress: Sendable {
     }
 }
 
-/// Pointer wrappers for the two halves of an exchange. `@unchecked Sendable`: the send and the
-/// receive touch disjoint segments, and `exchange` awaits both before its caller's buffer can go.
-struct SendableBuffer: @unchecked Sendable {
-    let buffer: UnsafeBufferPointer<Float>
-    init(_ b: UnsafeBufferPointer<Float>) { buffer = b }
-}
-struct SendableMutableBuffer: @unchecked Sendable {
-    let buffer: UnsafeMutableBufferPointer<Float>
-    init(_ b: UnsafeMutableBufferPointer<Float>) { buffer = b }
-}
+/// What the ring moves: raw memory, its element type and its element count. `@unchecked
+/// Sendable`: the pointer crosses into the send and receive tasks of one collective, which its
+/// caller awaits before the memory can go; the tasks touch it as the class comment describes.
+struct RingBuffer: @unchecked Sendable {
+    let base: UnsafeMutableRawPointer?
+    let count: Int
+    let element: RingElement
 
+    init(_ b: UnsafeMutableBufferPointer<Float>) { base = UnsafeMutableRawPointer(b.baseAddress); count = b.count; element = .float32 }
+    init(_ b: UnsafeMutableBufferPointer<Int64>) { base = UnsafeMutableRawPointer(b.baseAddress); count = b.count; element = .int64 }
+    private init(base: UnsafeMutableRawPointer?, count: Int, element: RingElement) { self.base = base; self.count = count; self.element = element }
+
+    /// Elements `r` (indices into this buffer).
+    func slice(_ r: Range<Int>) -> RingBuffer {
+        precondition(r.lowerBound >= 0 && r.upperBound <= count)
+        return RingBuffer(base: base.map { $0 + r.lowerBound * element.size }, count: r.count, element: element)
+    }
+
+    var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: base, count: count * element.size) }
+}

@@ -2,6 +2,29 @@ import SkeinTensor
 import SkeinTransport
 import SkeinWire
 
+#if !_endian(little)
+#error("ring payloads travel as the host's little-endian bytes; big-endian hosts need byte-swapping copies")
+#endif
+
+/// The element types a ring sums: float32 (rounded; the ring fixes the order) and int64
+/// (wrapping, exact in any order).
+enum RingElement: Sendable {
+    case float32, int64
+
+    var size: Int { self == .float32 ? 4 : 8 }
+    var dtype: UInt8 { self == .float32 ? TensorFrameHeader.float32 : TensorFrameHeader.int64 }
+
+    /// dst += src over `count` elements.
+    func add(_ src: UnsafeRawPointer, into dst: UnsafeMutableRawPointer, count: Int) {
+        // Frame payloads sit 40 bytes into nng's buffer, window slots are 64-byte aligned and
+        // stream payloads land in a reused buffer: aligned for either type, read in place.
+        switch self {
+        case .float32: Vectorized.add(src.assumingMemoryBound(to: Float.self), into: dst.assumingMemoryBound(to: Float.self), count: count)
+        case .int64: Vectorized.add(src.assumingMemoryBound(to: Int64.self), into: dst.assumingMemoryBound(to: Int64.self), count: count)
+        }
+    }
+}
+
 /// How a rank reaches one neighbour of its ring. A link carries tensor frames both ways (the
 /// close handshake runs backwards); one send and one receive at a time.
 ///
@@ -14,11 +37,11 @@ protocol RingLink: AnyObject, Sendable {
     var peer: Int { get }
     /// Sends one frame: `header`, then `payload` unless the header points into a shared window.
     /// `payload` must stay unchanged until this returns.
-    func send(_ header: TensorFrameHeader, payload: UnsafeBufferPointer<Float>) async throws(CollectiveError)
-    /// Receives one frame of `destination.count` floats, added into or copied to `destination`.
-    /// `check` validates the header before any payload is used and returns the payload's bytes
-    /// when the header points into a shared window.
-    func receive(into destination: UnsafeMutableBufferPointer<Float>, add: Bool,
+    func send(_ header: TensorFrameHeader, payload: UnsafeRawBufferPointer) async throws(CollectiveError)
+    /// Receives one frame of `destination.count` elements, added into or copied to
+    /// `destination`. `check` validates the header before any payload is used and returns the
+    /// payload's bytes when the header points into a shared window.
+    func receive(into destination: RingBuffer, add: Bool,
                  check: (TensorFrameHeader) throws(CollectiveError) -> UnsafeRawBufferPointer?) async throws(CollectiveError)
     /// Ends the link: a dialing side first, then the listening side once the peer hung up
     /// (`waitForHangUp`).
@@ -28,14 +51,12 @@ protocol RingLink: AnyObject, Sendable {
 }
 
 /// Moves a frame's payload into place: adds or copies `source` into `destination`.
-func deliver(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableBufferPointer<Float>, add: Bool) {
+func deliver(_ source: UnsafeRawBufferPointer, into destination: RingBuffer, add: Bool) {
     guard destination.count > 0 else { return }
     if add {
-        // Frame payloads sit 40 bytes into nng's buffer, window slots are 64-byte aligned and
-        // stream payloads land in a float buffer: float-aligned in every case, read in place.
-        Vectorized.add(source.baseAddress!.assumingMemoryBound(to: Float.self), into: destination.baseAddress!, count: destination.count)
+        destination.element.add(source.baseAddress!, into: destination.base!, count: destination.count)
     } else {
-        TensorFrameHeader.readPayload(source, into: destination)
+        destination.base!.copyMemory(from: source.baseAddress!, byteCount: destination.bytes.count)
     }
 }
 
@@ -62,7 +83,7 @@ final class MessageLink: RingLink {
         self.socket = socket; self.peer = peer; self.timeout = timeout
     }
 
-    func send(_ header: TensorFrameHeader, payload: UnsafeBufferPointer<Float>) async throws(CollectiveError) {
+    func send(_ header: TensorFrameHeader, payload: UnsafeRawBufferPointer) async throws(CollectiveError) {
         do {
             try await socket.send(try message(header, payload: payload), timeout: timeout)
         } catch {
@@ -70,7 +91,7 @@ final class MessageLink: RingLink {
         }
     }
 
-    func receive(into destination: UnsafeMutableBufferPointer<Float>, add: Bool,
+    func receive(into destination: RingBuffer, add: Bool,
                  check: (TensorFrameHeader) throws(CollectiveError) -> UnsafeRawBufferPointer?) async throws(CollectiveError) {
         let m: Message
         do {
@@ -82,7 +103,7 @@ final class MessageLink: RingLink {
     }
 
     /// `send` on the calling thread (for `RingGroup.allreduceBlocking`).
-    func sendBlocking(_ header: TensorFrameHeader, payload: UnsafeBufferPointer<Float>) throws(CollectiveError) {
+    func sendBlocking(_ header: TensorFrameHeader, payload: UnsafeRawBufferPointer) throws(CollectiveError) {
         do {
             try socket.sendBlocking(try message(header, payload: payload), timeout: timeout)
         } catch {
@@ -91,7 +112,7 @@ final class MessageLink: RingLink {
     }
 
     /// `receive` on the calling thread.
-    func receiveBlocking(into destination: UnsafeMutableBufferPointer<Float>, add: Bool,
+    func receiveBlocking(into destination: RingBuffer, add: Bool,
                          check: (TensorFrameHeader) throws(CollectiveError) -> UnsafeRawBufferPointer?) throws(CollectiveError) {
         let m: Message
         do {
@@ -102,18 +123,18 @@ final class MessageLink: RingLink {
         try take(m, into: destination, add: add, check: check)
     }
 
-    private func message(_ header: TensorFrameHeader, payload: UnsafeBufferPointer<Float>) throws(TransportError) -> Message {
+    private func message(_ header: TensorFrameHeader, payload: UnsafeRawBufferPointer) throws(TransportError) -> Message {
         var m = try Message(count: header.frameSize)
         m.withUnsafeMutableBytes { body in
             header.write(into: body)
             if header.shared == nil && payload.count > 0 {
-                TensorFrameHeader.writePayload(payload, into: UnsafeMutableRawBufferPointer(rebasing: body[TensorFrameHeader.size...]))
+                (body.baseAddress! + TensorFrameHeader.size).copyMemory(from: payload.baseAddress!, byteCount: payload.count)
             }
         }
         return m
     }
 
-    private func take(_ m: borrowing Message, into destination: UnsafeMutableBufferPointer<Float>, add: Bool,
+    private func take(_ m: borrowing Message, into destination: RingBuffer, add: Bool,
                       check: (TensorFrameHeader) throws(CollectiveError) -> UnsafeRawBufferPointer?) throws(CollectiveError) {
         let peer = self.peer
         try m.withUnsafeBytes { (frame) throws(CollectiveError) in
@@ -143,7 +164,7 @@ final class StreamLink: RingLink, @unchecked Sendable {
     let maxFloats: Int
     private let headerOut = UnsafeMutableRawBufferPointer.allocate(byteCount: TensorFrameHeader.size, alignment: 8)
     private let headerIn = UnsafeMutableRawBufferPointer.allocate(byteCount: TensorFrameHeader.size, alignment: 8)
-    private var scratch = FloatBuffer(count: 0)
+    private var scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 0, alignment: 64)
 
     init(stream: ByteStream, peer: Int, timeout: Duration, maxFloats: Int) {
         self.stream = stream; self.peer = peer; self.timeout = timeout; self.maxFloats = maxFloats
@@ -152,16 +173,13 @@ final class StreamLink: RingLink, @unchecked Sendable {
     deinit {
         headerOut.deallocate()
         headerIn.deallocate()
+        scratch.deallocate()
     }
 
-    func send(_ header: TensorFrameHeader, payload: UnsafeBufferPointer<Float>) async throws(CollectiveError) {
+    func send(_ header: TensorFrameHeader, payload: UnsafeRawBufferPointer) async throws(CollectiveError) {
         header.write(into: headerOut)
         var parts = [UnsafeRawBufferPointer(headerOut)]
-        #if _endian(little)
-        if header.shared == nil { parts.append(UnsafeRawBufferPointer(payload)) }
-        #else
-        #error("StreamLink writes float payloads in host order; big-endian hosts need a byte-swapping copy")
-        #endif
+        if header.shared == nil { parts.append(payload) }
         do {
             try await stream.write(parts, timeout: timeout)
         } catch {
@@ -169,7 +187,7 @@ final class StreamLink: RingLink, @unchecked Sendable {
         }
     }
 
-    func receive(into destination: UnsafeMutableBufferPointer<Float>, add: Bool,
+    func receive(into destination: RingBuffer, add: Bool,
                  check: (TensorFrameHeader) throws(CollectiveError) -> UnsafeRawBufferPointer?) async throws(CollectiveError) {
         // The header and the payload the receiver expects are read in one go (one wake-up per
         // frame, not two), the payload straight into place when it is copied. Nothing is written
@@ -177,10 +195,14 @@ final class StreamLink: RingLink, @unchecked Sendable {
         // fails, and a failed collective's buffer holds no defined values anyway.
         let payload: UnsafeMutableRawBufferPointer
         if add {
-            if scratch.count < destination.count { scratch = FloatBuffer(count: destination.count) }
-            payload = UnsafeMutableRawBufferPointer(start: scratch.pointer, count: destination.count * 4)
+            let bytes = destination.bytes.count
+            if scratch.count < bytes {
+                scratch.deallocate()
+                scratch = .allocate(byteCount: bytes, alignment: 64)
+            }
+            payload = UnsafeMutableRawBufferPointer(rebasing: scratch[..<bytes])
         } else {
-            payload = UnsafeMutableRawBufferPointer(destination)
+            payload = destination.bytes
         }
         headerIn.initializeMemory(as: UInt8.self, repeating: 0) // no stale header survives a failed read
         do {

@@ -38,6 +38,9 @@ public enum Vectorized {
     @inline(__always)
     public static func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) { skein_add(x, y, count) }
 
+    /// y = y + x over int64, wrapping: exact, so the order of additions does not matter.
+    public static func add(_ x: UnsafePointer<Int64>, into y: UnsafeMutablePointer<Int64>, count: Int) { skein_add_i64(x, y, count) }
+
     /// x *= a, single-threaded.
     @inline(__always)
     public static func scale(_ x: UnsafeMutablePointer<Float>, by a: Float, count: Int) { skein_scale(x, a, count) }

@@ -1,6 +1,7 @@
-/// A frame carrying float32 values: a fixed 40-byte header, then `count` little-endian floats.
+/// A frame carrying tensor values: a fixed 40-byte header, then `count` little-endian float32s
+/// (dtype 1) or int64s (dtype 2, the fixed-point sums of the exact reduction).
 ///
-/// Header: magic "ST" (2) ‖ version (1) ‖ dtype (1, 1 = float32) ‖ count (4) ‖
+/// Header: magic "ST" (2) ‖ version (1) ‖ dtype (1) ‖ count (4) ‖
 /// epoch (8) ‖ tag (8) ‖ offset (8) ‖ shared (8). `epoch` fences stale peers of a
 /// data-parallel group; `tag` identifies the step and chunk; `offset` is the position of the
 /// first value in the whole tensor. The payload is written and read in place, never copied
@@ -12,27 +13,33 @@
 public struct TensorFrameHeader: Equatable, Sendable {
     public static let size = 40
     public static let float32: UInt8 = 1
+    public static let int64: UInt8 = 2
 
     public var count: UInt32
+    /// `float32` or `int64`.
+    public var dtype: UInt8
     public var epoch: UInt64
     public var tag: UInt64
     public var offset: UInt64
     /// Where the payload is when it is not inline.
     public var shared: SharedPayload?
 
-    public init(count: UInt32, epoch: UInt64, tag: UInt64, offset: UInt64, shared: SharedPayload? = nil) {
-        self.count = count; self.epoch = epoch; self.tag = tag; self.offset = offset; self.shared = shared
+    public init(count: UInt32, epoch: UInt64, tag: UInt64, offset: UInt64, shared: SharedPayload? = nil, dtype: UInt8 = float32) {
+        self.count = count; self.epoch = epoch; self.tag = tag; self.offset = offset; self.shared = shared; self.dtype = dtype
     }
 
+    /// Bytes per value.
+    public var elementSize: Int { dtype == Self.int64 ? 8 : 4 }
+
     /// Bytes of the whole frame.
-    public var frameSize: Int { Self.size + (shared == nil ? Int(count) * 4 : 0) }
+    public var frameSize: Int { Self.size + (shared == nil ? Int(count) * elementSize : 0) }
 
     /// Writes the header into the first `size` bytes of `buffer` (which must be that large).
     public func write(into buffer: UnsafeMutableRawBufferPointer) {
         precondition(buffer.count >= Self.size)
         buffer.storeBytes(of: Wire.tensorMagic.littleEndian, toByteOffset: 0, as: UInt16.self)
         buffer.storeBytes(of: Wire.protocolVersion, toByteOffset: 2, as: UInt8.self)
-        buffer.storeBytes(of: Self.float32, toByteOffset: 3, as: UInt8.self)
+        buffer.storeBytes(of: dtype, toByteOffset: 3, as: UInt8.self)
         buffer.storeBytes(of: count.littleEndian, toByteOffset: 4, as: UInt32.self)
         buffer.storeBytes(of: epoch.littleEndian, toByteOffset: 8, as: UInt64.self)
         buffer.storeBytes(of: tag.littleEndian, toByteOffset: 16, as: UInt64.self)
@@ -42,7 +49,7 @@ public struct TensorFrameHeader: Equatable, Sendable {
 
     /// Encodes a whole frame (header + payload) into a new array; for tests and small tensors.
     public static func encode(_ header: TensorFrameHeader, values: [Float]) -> [UInt8] {
-        precondition(Int(header.count) == values.count && header.shared == nil)
+        precondition(Int(header.count) == values.count && header.shared == nil && header.dtype == float32)
         var out = [UInt8](repeating: 0, count: header.frameSize)
         out.withUnsafeMutableBytes { buf in
             header.write(into: buf)
@@ -55,7 +62,7 @@ public struct TensorFrameHeader: Equatable, Sendable {
     /// Total: any malformed, truncated or oversized frame throws.
     public static func decode(_ frame: UnsafeRawBufferPointer, maxCount: Int = Wire.defaultMaxFrame / 4) throws(WireError) -> TensorFrameHeader {
         let header = try decodeHeader(frame, maxCount: maxCount)
-        let payload = header.shared == nil ? Int(header.count) * 4 : 0, remaining = frame.count - size
+        let payload = header.shared == nil ? Int(header.count) * header.elementSize : 0, remaining = frame.count - size
         if payload > remaining { throw .truncated(field: "payload", needed: payload, available: remaining) }
         if payload < remaining { throw .trailingBytes(remaining - payload) }
         return header
@@ -71,7 +78,7 @@ public struct TensorFrameHeader: Equatable, Sendable {
         let version: UInt8 = try r.read("version")
         guard version == Wire.protocolVersion else { throw .unsupportedVersion(version) }
         let dtype: UInt8 = try r.read("dtype")
-        guard dtype == float32 else { throw .invalidValue(field: "dtype", value: UInt64(dtype)) }
+        guard dtype == float32 || dtype == int64 else { throw .invalidValue(field: "dtype", value: UInt64(dtype)) }
         let count: UInt32 = try r.read("count")
         let epoch: UInt64 = try r.read("epoch")
         let tag: UInt64 = try r.read("tag")
@@ -81,7 +88,7 @@ public struct TensorFrameHeader: Equatable, Sendable {
         guard Int(count) <= maxCount else {
             throw .lengthOutOfRange(field: "count", declared: UInt64(count), limit: UInt64(maxCount))
         }
-        return TensorFrameHeader(count: count, epoch: epoch, tag: tag, offset: offset, shared: shared)
+        return TensorFrameHeader(count: count, epoch: epoch, tag: tag, offset: offset, shared: shared, dtype: dtype)
     }
 
     /// Copies floats into a payload area as little-endian (a plain copy on little-endian hosts).

@@ -113,8 +113,30 @@ do {
             fflush(nil)
             // SKEIN_TESTPEER_BLOCKING=1: `allreduceBlocking` from a plain thread, as training calls it.
             let blocking = getenv("SKEIN_TESTPEER_BLOCKING").map { String(cString: $0) } == "1"
+            // SKEIN_TESTPEER_EXACT=1: twelve contributions x_j (j = 0…11) are dealt round the ranks
+            // (rank r takes j ≡ r mod world), summed exactly in fixed point and allreduced as
+            // int64: the result must not depend on the world size.
+            let exact = getenv("SKEIN_TESTPEER_EXACT").map { String(cString: $0) } == "1"
             var result = [Float]()
-            for _ in 0..<repeats {
+            for _ in 0..<repeats where exact {
+                let sums = FixedPointSum(count: length, maxContributions: 12)
+                for j in stride(from: rank, to: 12, by: world) {
+                    let x = FloatBuffer((0..<length).map { i in Float(10 * sin(0.37 * Double(i) + Double(j))) })
+                    if sums.add(x.pointer) != 0 { fail("contribution out of the exact range") }
+                }
+                if blocking {
+                    let slot = PeerSums(buffer: sums.buffer)
+                    try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
+                        DispatchQueue.global().async { do { try group.allreduceBlocking(slot.buffer); c.resume() } catch { c.resume(throwing: error) } }
+                    }
+                } else {
+                    try await group.allreduce(sums.buffer)
+                }
+                let total = FloatBuffer(count: length)
+                sums.write(into: total.pointer)
+                result = total.array
+            }
+            for _ in 0..<repeats where !exact {
                 // Rank r contributes x_r[i] = 10 sin(0.37 i + r).
                 let values = FloatBuffer((0..<length).map { i in Float(10 * sin(0.37 * Double(i) + Double(rank))) })
                 if blocking {
@@ -189,3 +211,4 @@ do {
 
 /// A buffer handed to a plain thread while the task that owns it waits for that thread.
 struct PeerBuffer: @unchecked Sendable { let buffer: UnsafeMutableBufferPointer<Float> }
+struct PeerSums: @unchecked Sendable { let buffer: UnsafeMutableBufferPointer<Int64> }

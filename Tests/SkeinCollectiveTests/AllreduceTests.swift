@@ -9,13 +9,14 @@ func reference(_ i: Int, world: Int) -> Double { (0..<world).reduce(0.0) { $0 + 
 
 /// Runs `world` peer processes through `repeats` allreduces and returns each rank's output lines.
 func runRing(world: Int, length: Int, repeats: Int = 1, timeoutMs: Int = 5000, inline: Bool = false, tcpBase: Int? = nil,
-             chunkFloats: Int? = nil, blocking: Bool = false) async throws -> [[String]] {
+             chunkFloats: Int? = nil, blocking: Bool = false, exact: Bool = false) async throws -> [[String]] {
     let base = tcpBase.map(String.init) ?? TemporaryDirectory.unique(prefix: "ring")
     let peers = try (0..<world).map { r in
         try ChildProcess("skein-testpeer", ["allreduce", String(r), String(world), base, String(length), String(repeats), String(timeoutMs)],
                          environment: (inline ? ["SKEIN_TESTPEER_INLINE": "1"] : [:]).merging(
                             chunkFloats.map { ["SKEIN_TESTPEER_CHUNK": String($0)] } ?? [:]) { a, _ in a }.merging(
-                            blocking ? ["SKEIN_TESTPEER_BLOCKING": "1"] : [:]) { a, _ in a })
+                            blocking ? ["SKEIN_TESTPEER_BLOCKING": "1"] : [:]) { a, _ in a }.merging(
+                            exact ? ["SKEIN_TESTPEER_EXACT": "1"] : [:]) { a, _ in a })
     }
     defer { for p in peers { p.kill() } }
     for p in peers {
@@ -93,6 +94,31 @@ struct AllreduceTests {
         let tcp = try await runRing(world: world, length: 1_000_003, repeats: 3, tcpBase: 27_000 + 100 * world + Int.random(in: 0..<50) * 10,
                                     blocking: true)
         #expect(hash(tcp) == hash(try await runRing(world: world, length: 1_000_003, repeats: 3)), "world \(world), tcp")
+    }
+
+    @Test("exact sums (fixed point, int64 allreduce): world sizes 1, 2, 3, 4 give the same bits, over shared memory, frames, tcp and from a plain thread")
+    func exactAcrossWorldSizes() async throws {
+        let hash = { (out: [[String]]) in out.map { $0.first { $0.hasPrefix("result ") } } }
+        for length in [1, 7, 1_000, 300_007] {
+            let one = hash(try await runRing(world: 1, length: length, exact: true))
+            #expect(one.count == 1 && one[0] != nil)
+            for world in [2, 3, 4] {
+                let got = hash(try await runRing(world: world, length: length, exact: true))
+                #expect(Set(got).count == 1 && got[0] == one[0], "world \(world), length \(length)")
+            }
+            let inline = hash(try await runRing(world: 3, length: length, inline: true, chunkFloats: 1000, exact: true))
+            let tcp = hash(try await runRing(world: 2, length: length, tcpBase: 28_000 + Int.random(in: 0..<90) * 10, exact: true))
+            let thread = hash(try await runRing(world: 4, length: length, blocking: true, exact: true))
+            #expect(inline[0] == one[0] && tcp[0] == one[0] && thread[0] == one[0], "length \(length)")
+        }
+        // And the exact total is within the fixed-point precision of the true sum.
+        let out = try await runRing(world: 2, length: 1_000, exact: true)
+        for line in out[0] where line.hasPrefix("value ") {
+            let parts = line.split(separator: " ")
+            let i = Int(parts[1])!, v = Double(parts[2])!
+            let want = (0..<12).reduce(0.0) { $0 + Double(Float(10 * sin(0.37 * Double(i) + Double($1)))) }
+            #expect(abs(v - want) <= 1e-6 * max(1, abs(want)), "i \(i): \(v) vs \(want)")
+        }
     }
 
     @Test("killing one rank in the middle of allreduces: the others report it, naming the rank, within the bound")

@@ -1,6 +1,7 @@
 #ifndef SKEIN_KERNELS_H
 #define SKEIN_KERNELS_H
 #include <stddef.h>
+#include <stdint.h>
 
 /// One Adam/AdamW update over n parameters (see Sources/SkeinTrain/Optimizer.swift for the
 /// maths). Compiled for several instruction sets and chosen at load time by the CPU; every
@@ -20,5 +21,15 @@ void skein_multiply(const float *restrict x, const float *restrict y, float *res
 void skein_add(const float *restrict x, float *restrict y, size_t n);
 /// x = a * x
 void skein_scale(float *restrict x, float a, size_t n);
+
+/// y = y + x over int64, wrapping (two's complement): exact and associative, so every order of
+/// additions gives the same bits (the exact allreduce).
+void skein_add_i64(const int64_t *restrict x, int64_t *restrict y, size_t n);
+/// acc += round(g * 2^bits) (fixed point, round to nearest even) for every element whose scaled
+/// magnitude is below `limit`; returns how many were not (too large, infinite or NaN), which
+/// are left out.
+size_t skein_fixed_accumulate(const float *restrict g, int64_t *restrict acc, size_t n, int bits, double limit);
+/// g = acc * 2^-bits (rounded to the nearest float)
+void skein_fixed_to_float(const int64_t *restrict acc, float *restrict g, size_t n, int bits);
 
 #endif
