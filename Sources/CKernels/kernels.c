@@ -59,13 +59,21 @@ void skein_add_i64(const int64_t *restrict x, int64_t *restrict y, size_t n) {
 SKEIN_CLONES
 size_t skein_fixed_accumulate(const float *restrict g, int64_t *restrict acc, size_t n, int bits, double limit) {
     const double scale = __builtin_ldexp(1.0, bits); // exact: a power of two
+    // Adding 1.5 * 2^52 to a double of magnitude below 2^51 rounds it to an integer (to nearest,
+    // ties to even) held in the low mantissa bits: a rounding conversion to int64 that
+    // vectorises without AVX-512DQ. `limit` is at most 2^51 (checked by the caller).
+    const double magic = 6755399441055744.0;
+    int64_t magic_bits;
+    __builtin_memcpy(&magic_bits, &magic, sizeof magic);
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
         double v = (double)g[i] * scale; // exact: a float times a power of two fits a double
         int ok = __builtin_fabs(v) < limit; // false for NaN too
+        double t = (ok ? v : 0.0) + magic;
+        int64_t t_bits;
+        __builtin_memcpy(&t_bits, &t, sizeof t);
         bad += !ok;
-        int64_t q = ok ? (int64_t)__builtin_rint(v) : 0;
-        acc[i] = (int64_t)((uint64_t)acc[i] + (uint64_t)q);
+        acc[i] = (int64_t)((uint64_t)acc[i] + (uint64_t)(t_bits - magic_bits));
     }
     return bad;
 }

@@ -7,10 +7,11 @@ import CKernels
 /// added with `RingGroup.allreduce` for Int64, exactly).
 ///
 /// Precision: 2^-40 ≈ 9.1e-13 absolute per contribution (float32 keeps 24 significant bits, so
-/// values from about 2^-16 up are represented without loss). Range: each contribution must stay
-/// below 2^62 / `maxContributions` in fixed point (2^22 / `maxContributions` as a value), so
-/// that no total can overflow; larger, infinite or NaN values are counted and left out, and the
-/// caller fails rather than round silently.
+/// values from about 2^-16 up are represented without loss). Range: each contribution's
+/// elements must stay below `limit` — 2^11 = 2048 as a value (the fast rounding conversion
+/// works below 2^51 in fixed point), and below 2^62 / `maxContributions` in fixed point, so no
+/// total can overflow; larger, infinite or NaN values are counted and left out, and the caller
+/// fails rather than round silently.
 ///
 /// `@unchecked Sendable`: confined to one training thread at a time, like `FloatBuffer`.
 public final class FixedPointSum: @unchecked Sendable {
@@ -30,15 +31,19 @@ public final class FixedPointSum: @unchecked Sendable {
 
     deinit { pointer.deallocate() }
 
-    /// The largest magnitude one contribution's element may have, as a value.
-    public var limit: Double { Double(sign: .plus, exponent: 62, significand: 1) / Double(maxContributions) / Double(sign: .plus, exponent: Int(Self.fractionBits), significand: 1) }
+    /// The largest magnitude (exclusive) one contribution's element may have, in fixed point.
+    private var scaledLimit: Double {
+        min(Double(sign: .plus, exponent: 51, significand: 1), Double(sign: .plus, exponent: 62, significand: 1) / Double(maxContributions))
+    }
+
+    /// The same, as a value.
+    public var limit: Double { scaledLimit / Double(sign: .plus, exponent: Int(Self.fractionBits), significand: 1) }
 
     public func reset() { pointer.update(repeating: 0, count: count) }
 
     /// Adds `values` (count elements); returns how many were out of range (left out).
     public func add(_ values: UnsafePointer<Float>) -> Int {
-        let scaledLimit = Double(sign: .plus, exponent: 62, significand: 1) / Double(maxContributions)
-        return skein_fixed_accumulate(values, pointer, count, Self.fractionBits, scaledLimit)
+        skein_fixed_accumulate(values, pointer, count, Self.fractionBits, scaledLimit)
     }
 
     /// Writes the total as floats (each rounded once, to nearest).

@@ -7,6 +7,8 @@ public enum TrainError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A checkpoint is damaged, from another version, or for another model.
     case checkpoint(path: String, reason: String)
     case io(path: String, reason: String)
+    /// Training went numerically wrong at a step (e.g. gradients the exact reduction cannot hold).
+    case diverged(step: Int, reason: String)
 
     public var description: String {
         switch self {
@@ -15,6 +17,7 @@ public enum TrainError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .data(e): e.description
         case let .checkpoint(path, reason): "checkpoint \(path): \(reason)"
         case let .io(path, reason): "\(path): \(reason)"
+        case let .diverged(step, reason): "step \(step): \(reason)"
         }
     }
 }

@@ -38,14 +38,34 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     public var clipNorm: Float
     /// Report training metrics every this many steps.
     public var logEvery: Int
+    /// How a data-parallel group sums gradients (see `Reduction`).
+    public var reduction: Reduction
+    /// With `.exact`: rows per micro-batch, the unit of work whose gradient is the same on any
+    /// rank (default 64).
+    public var microBatch: Int
 
-    public init(epochs: Int = 10, batchSize: Int = 128, optimizer: OptimizerConfig = OptimizerConfig(),
-                schedule: LearningRateSchedule = LearningRateSchedule(), clipNorm: Float = 0, logEvery: Int = 100) {
-        self.epochs = epochs; self.batchSize = batchSize; self.optimizer = optimizer; self.schedule = schedule
-        self.clipNorm = clipNorm; self.logEvery = logEvery
+    /// How gradients are summed across the ranks of a group.
+    public enum Reduction: String, Codable, Sendable {
+        /// float32 ring allreduce: bitwise repeatable for a given number of ranks; a different
+        /// number of ranks adds in a different order (last-bit differences).
+        case fast
+        /// Each rank computes the gradients of fixed micro-batches (micro-batch j on rank
+        /// j mod world), sums them exactly in fixed point and the group adds the sums as int64:
+        /// the same weights, bit for bit, for 1, 2, 3 or 4 ranks (see `FixedPointSum`).
+        case exact
     }
 
-    enum CodingKeys: String, CodingKey { case epochs, batchSize = "batch_size", optimizer, schedule, clipNorm = "clip_norm", logEvery = "log_every" }
+    public init(epochs: Int = 10, batchSize: Int = 128, optimizer: OptimizerConfig = OptimizerConfig(),
+                schedule: LearningRateSchedule = LearningRateSchedule(), clipNorm: Float = 0, logEvery: Int = 100,
+                reduction: Reduction = .fast, microBatch: Int = 64) {
+        self.epochs = epochs; self.batchSize = batchSize; self.optimizer = optimizer; self.schedule = schedule
+        self.clipNorm = clipNorm; self.logEvery = logEvery; self.reduction = reduction; self.microBatch = microBatch
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case epochs, batchSize = "batch_size", optimizer, schedule, clipNorm = "clip_norm", logEvery = "log_every", reduction
+        case microBatch = "micro_batch"
+    }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -56,6 +76,8 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
         schedule = try c.decodeIfPresent(LearningRateSchedule.self, forKey: .schedule) ?? d.schedule
         clipNorm = try c.decodeIfPresent(Float.self, forKey: .clipNorm) ?? d.clipNorm
         logEvery = try c.decodeIfPresent(Int.self, forKey: .logEvery) ?? d.logEvery
+        reduction = try c.decodeIfPresent(Reduction.self, forKey: .reduction) ?? d.reduction
+        microBatch = try c.decodeIfPresent(Int.self, forKey: .microBatch) ?? d.microBatch
     }
 
     public func validate() throws(TrainError) {
@@ -63,6 +85,11 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
         guard batchSize >= 1 else { throw .invalidConfig("training.batch_size must be >= 1 (got \(batchSize))") }
         guard clipNorm >= 0 else { throw .invalidConfig("training.clip_norm must be >= 0") }
         guard logEvery >= 1 else { throw .invalidConfig("training.log_every must be >= 1") }
+        if reduction == .exact {
+            guard microBatch >= 1, microBatch <= batchSize, batchSize % microBatch == 0 else {
+                throw .invalidConfig("training.micro_batch must divide training.batch_size \(batchSize) (got \(microBatch)) with reduction: exact")
+            }
+        }
         try optimizer.validate()
     }
 }
@@ -72,6 +99,8 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
 /// and must leave the group's sum in place.
 public protocol GradientReducer: AnyObject {
     func reduce(_ gradients: FloatBuffer) throws
+    /// Adds the ranks' fixed-point sums exactly (`reduction: exact`).
+    func reduceExact(_ sums: FixedPointSum) throws
     /// Sums a few totals (an epoch's loss sum, rows, correct predictions) across the group.
     func reduceTotals(_ totals: FloatBuffer) throws
     /// Seconds spent reducing so far (communication plus waiting for the slowest rank).
@@ -90,6 +119,7 @@ extension GradientReducer {
 public final class LocalReducer: GradientReducer {
     public init() {}
     public func reduce(_ gradients: FloatBuffer) throws {}
+    public func reduceExact(_ sums: FixedPointSum) throws {}
 }
 
 /// Trains a network on a data set, step by step, deterministically: the same seed gives the
@@ -119,6 +149,8 @@ public final class Trainer {
     private var order: [Int] = []
     private var orderEpoch = -1
 
+    /// `reduction: exact`: this rank's micro-batch gradients, summed in fixed point.
+    private let exactSums: FixedPointSum?
     private let batchX: FloatBuffer
     private let batchLabels: UnsafeMutablePointer<Int32>
     private let batchValues: FloatBuffer
@@ -148,6 +180,8 @@ public final class Trainer {
         dropoutRNG = Xoshiro256(seed: Seed.derive(seed, Seed.label("dropout"), UInt64(rank)))
         network.initialize(seed: Seed.derive(seed, Seed.label("init")))
         let rows = settings.batchSize
+        exactSums = settings.reduction == .exact
+            ? FixedPointSum(count: network.parameterCount, maxContributions: settings.batchSize / settings.microBatch) : nil
         batchX = FloatBuffer(count: rows * data.featureCount)
         batchLabels = .allocate(capacity: rows)
         batchValues = FloatBuffer(count: rows * data.outputCount)
@@ -167,19 +201,26 @@ public final class Trainer {
             order = Permutation.epochOrder(count: data.count, seed: seed, epoch: epoch)
             orderEpoch = epoch
         }
-        let rows = Permutation.shard(of: order, step: stepInEpoch, globalBatch: settings.batchSize, rank: rank, world: world)
         let globalRows = min(settings.batchSize, data.count - stepInEpoch * settings.batchSize)
-        gather(rows)
-        let n = rows.count
-        let out = network.forward(batchX.pointer, batch: n, training: true, rng: &dropoutRNG)
-        let (sum, correct) = loss.evaluate(out, batch: n, width: network.outputCount, targets: targets(), grad: dOutput.pointer,
-                                           normalizer: Float(globalRows))
-        if n > 0 {
-            network.backward(batchX.pointer, batch: n, dOutput: dOutput.pointer)
+        let (sum, correct, n): (Double, Int, Int)
+        if let exactSums {
+            (sum, correct, n) = try exactStep(globalRows: globalRows, sums: exactSums)
+            try reducer.reduceExact(exactSums)
+            exactSums.write(into: network.gradients.pointer)
         } else {
-            network.gradients.fill(0)
+            let rows = Permutation.shard(of: order, step: stepInEpoch, globalBatch: settings.batchSize, rank: rank, world: world)
+            gather(rows)
+            n = rows.count
+            let out = network.forward(batchX.pointer, batch: n, training: true, rng: &dropoutRNG)
+            (sum, correct) = loss.evaluate(out, batch: n, width: network.outputCount, targets: targets(), grad: dOutput.pointer,
+                                           normalizer: Float(globalRows))
+            if n > 0 {
+                network.backward(batchX.pointer, batch: n, dOutput: dOutput.pointer)
+            } else {
+                network.gradients.fill(0)
+            }
+            try reducer.reduce(network.gradients)
         }
-        try reducer.reduce(network.gradients)
         if settings.clipNorm > 0 { Optimizer.clip(network.gradients, maxNorm: settings.clipNorm) }
         let lr = settings.schedule.rate(at: globalStep, base: settings.optimizer.learningRate, totalSteps: totalSteps)
         optimizer.update(parameters: network.parameters, gradients: network.gradients, lr: lr)
@@ -197,6 +238,32 @@ public final class Trainer {
             epoch += 1
         }
         return report
+    }
+
+    /// This rank's share of a step with `reduction: exact`: the global batch is cut into
+    /// micro-batches of `microBatch` rows (the last may be shorter), micro-batch j goes to rank
+    /// j mod world, and each one's gradient — computed alone, with its own dropout stream, so
+    /// it is the same on whichever rank computes it — is added to `sums` exactly. Returns the
+    /// loss sum, correct predictions and rows of this rank's micro-batches.
+    private func exactStep(globalRows: Int, sums: FixedPointSum) throws -> (Double, Int, Int) {
+        sums.reset()
+        let m = settings.microBatch, start = stepInEpoch * settings.batchSize
+        var lossSum = 0.0, correct = 0, rows = 0
+        for j in stride(from: rank, to: (globalRows + m - 1) / m, by: world) {
+            let slice = order[(start + j * m)..<(start + min((j + 1) * m, globalRows))]
+            gather(slice)
+            var rng = Xoshiro256(seed: Seed.derive(seed, Seed.label("dropout"), UInt64(globalStep), UInt64(j)))
+            let out = network.forward(batchX.pointer, batch: slice.count, training: true, rng: &rng)
+            let (s, c) = loss.evaluate(out, batch: slice.count, width: network.outputCount, targets: targets(), grad: dOutput.pointer,
+                                       normalizer: Float(globalRows))
+            network.backward(batchX.pointer, batch: slice.count, dOutput: dOutput.pointer)
+            let outside = sums.add(network.gradients.pointer)
+            guard outside == 0 else {
+                throw TrainError.diverged(step: globalStep, reason: "\(outside) gradient values are not finite or exceed the exact reduction's range (|g| < \(sums.limit)); lower the learning rate or use reduction: fast")
+            }
+            lossSum += s; correct += c; rows += slice.count
+        }
+        return (lossSum, correct, rows)
     }
 
     /// Single-rank convenience.

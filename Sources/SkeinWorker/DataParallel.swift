@@ -38,6 +38,13 @@ public final class RingReducer: GradientReducer {
         let d = ContinuousClock.now - start
         communicationSeconds += Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
+
+    public func reduceExact(_ sums: FixedPointSum) throws {
+        let start = ContinuousClock.now
+        try group.allreduceBlocking(sums.buffer)
+        let d = ContinuousClock.now - start
+        communicationSeconds += Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
 }
 
 /// The gradient buffer handed to the allreduce task. `@unchecked Sendable`: the training thread

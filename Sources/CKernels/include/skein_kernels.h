@@ -26,8 +26,8 @@ void skein_scale(float *restrict x, float a, size_t n);
 /// additions gives the same bits (the exact allreduce).
 void skein_add_i64(const int64_t *restrict x, int64_t *restrict y, size_t n);
 /// acc += round(g * 2^bits) (fixed point, round to nearest even) for every element whose scaled
-/// magnitude is below `limit`; returns how many were not (too large, infinite or NaN), which
-/// are left out.
+/// magnitude is below `limit` (at most 2^51); returns how many were not (too large, infinite or
+/// NaN), which are left out.
 size_t skein_fixed_accumulate(const float *restrict g, int64_t *restrict acc, size_t n, int bits, double limit);
 /// g = acc * 2^-bits (rounded to the nearest float)
 void skein_fixed_to_float(const int64_t *restrict acc, float *restrict g, size_t n, int bits);
