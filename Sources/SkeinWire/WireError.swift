@@ -35,7 +35,9 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
 public enum Wire {
     /// Bumped on any incompatible change; peers with another version are refused at hello.
     /// 3: a tensor frame's last header word may point to the payload in shared memory.
-    public static let protocolVersion: UInt8 = 3
+    /// 4: ring links over tcp:// are nng byte streams (no pair-socket handshake), and tensor
+    ///    frames may carry int64 (dtype 2, the exact reduction).
+    public static let protocolVersion: UInt8 = 4
     /// Largest frame a decoder accepts unless told otherwise.
     public static let defaultMaxFrame = 256 << 20
     static let controlMagic: UInt16 = 0x4B53 // "SK" little-endian
