@@ -354,6 +354,9 @@ public final class RingGroup: @unchecked Sendable {
     /// as well as within them (as NCCL's ring does). One task sends, one receives.
     func pipeline(_ steps: [RingStep], buffer: RingBuffer) async throws(CollectiveError) {
         guard let next, let prev else { return }
+        if let next = next as? StreamLink, let prev = prev as? StreamLink {
+            return try await streamPipeline(steps, buffer: buffer, next: next, prev: prev)
+        }
         let chunk = chunk(buffer.element)
         let frames: @Sendable (Range<Int>) -> Int = { max(1, ($0.count + chunk - 1) / chunk) }
         // firstFrame[i]: the number of frames received before step i's first.
@@ -395,6 +398,55 @@ public final class RingGroup: @unchecked Sendable {
             return first
         }
         try result.get()
+    }
+
+    /// `pipeline` over byte streams, in one task: sends are queued on the next link as soon as
+    /// the frame they forward has arrived (nng writes them in order meanwhile), and the task only
+    /// ever waits for the next frame to receive. Per frame that is one wake-up (the frame's
+    /// arrival) instead of two (the receiving task, then the sending task). A read is always
+    /// posted while writes are outstanding, so two neighbours writing to each other never wait
+    /// on each other. The same sends in the same order, so the same bits.
+    func streamPipeline(_ steps: [RingStep], buffer: RingBuffer, next: StreamLink, prev: StreamLink) async throws(CollectiveError) {
+        let chunk = chunk(buffer.element)
+        func frames(_ r: Range<Int>) -> Int { max(1, (r.count + chunk - 1) / chunk) }
+        var sending = 0, frameOut = 0, before = 0 // before: frames received before step `sending − 1`'s first
+        var received = 0, receiving = 0, frameIn = 0
+        var ticket: UInt64?
+        /// Queues every send whose frame has arrived.
+        func queueReady() throws(CollectiveError) {
+            while sending < steps.count, sending == 0 || received >= before + frameOut + 1 {
+                let step = steps[sending]
+                let payload = buffer.slice(step.out).slice(frameOut * chunk..<min((frameOut + 1) * chunk, step.out.count))
+                ticket = try next.enqueueSend(header(payload, at: frameOut * chunk, tag: step.tag, slot: step.slot),
+                                              payload: UnsafeRawBufferPointer(payload.bytes))
+                frameOut += 1
+                if frameOut == frames(step.out) {
+                    if sending > 0 { before += frames(steps[sending - 1].into) }
+                    sending += 1
+                    frameOut = 0
+                }
+            }
+        }
+        do {
+            try queueReady()
+            while receiving < steps.count {
+                let step = steps[receiving]
+                _ = try await receiveFrame(into: buffer.slice(step.into), at: frameIn * chunk, on: prev, tag: step.tag, add: step.add)
+                received += 1
+                frameIn += 1
+                if frameIn == frames(step.into) { receiving += 1; frameIn = 0 }
+                try queueReady()
+            }
+            if let ticket { try await next.waitForSends(through: ticket) }
+        } catch {
+            // Queued writes still read the caller's buffer: end them before it can go. The
+            // group is finished anyway.
+            if let ticket {
+                next.close()
+                try? await next.waitForSends(through: ticket)
+            }
+            throw error
+        }
     }
 
     /// Copies `root`'s buffer to every rank (down the ring).

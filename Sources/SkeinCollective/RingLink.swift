@@ -154,15 +154,14 @@ final class MessageLink: RingLink {
 /// the tensor; the receiver reads the header with the payload it expects, directly into place
 /// (a copy) or into a reused buffer it adds from, and checks the header.
 ///
-/// `@unchecked Sendable`: `headerOut` is touched only by the one send at a time, `headerIn`
-/// and `scratch` only by the one receive at a time (`RingLink`'s contract).
+/// `@unchecked Sendable`: `headerIn` and `scratch` are touched only by the one receive at a
+/// time (`RingLink`'s contract); each queued frame has its own header copy.
 final class StreamLink: RingLink, @unchecked Sendable {
     let stream: ByteStream
     let peer: Int
     let timeout: Duration
     /// The largest payload a frame may announce (the group's frame size).
     let maxFloats: Int
-    private let headerOut = UnsafeMutableRawBufferPointer.allocate(byteCount: TensorFrameHeader.size, alignment: 8)
     private let headerIn = UnsafeMutableRawBufferPointer.allocate(byteCount: TensorFrameHeader.size, alignment: 8)
     private var scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 0, alignment: 64)
 
@@ -171,17 +170,33 @@ final class StreamLink: RingLink, @unchecked Sendable {
     }
 
     deinit {
-        headerOut.deallocate()
         headerIn.deallocate()
         scratch.deallocate()
     }
 
     func send(_ header: TensorFrameHeader, payload: UnsafeRawBufferPointer) async throws(CollectiveError) {
-        header.write(into: headerOut)
-        var parts = [UnsafeRawBufferPointer(headerOut)]
-        if header.shared == nil { parts.append(payload) }
+        try await waitForSends(through: enqueueSend(header, payload: payload))
+    }
+
+    /// Queues a frame and returns at once with its ticket: the header is copied, the payload
+    /// is written straight from the tensor, which must stay unchanged until `waitForSends`
+    /// covers the ticket. Frames go out in order while the caller receives.
+    func enqueueSend(_ header: TensorFrameHeader, payload: UnsafeRawBufferPointer) throws(CollectiveError) -> UInt64 {
+        let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: TensorFrameHeader.size, alignment: 8)
+        header.write(into: bytes)
         do {
-            try await stream.write(parts, timeout: timeout)
+            return try stream.enqueueWrite([UnsafeRawBufferPointer(bytes), header.shared == nil ? payload : UnsafeRawBufferPointer(start: nil, count: 0)],
+                                           timeout: timeout, owned: bytes)
+        } catch {
+            bytes.deallocate()
+            throw collectiveError(error, peer: peer, operation: "send", timeout: timeout)
+        }
+    }
+
+    /// Waits until the frames up to `ticket` are written (handed to the kernel).
+    func waitForSends(through ticket: UInt64) async throws(CollectiveError) {
+        do {
+            try await stream.waitForWrites(through: ticket)
         } catch {
             throw collectiveError(error, peer: peer, operation: "send", timeout: timeout)
         }

@@ -17,7 +17,7 @@ import Synchronization
 public final class ByteStream: Sendable {
     private let handle: StreamHandle
     private let reader: StreamTransfer
-    private let writer: StreamTransfer
+    private let writer: StreamWriter
     public let address: String
 
     init(handle: StreamHandle, address: String) throws(TransportError) {
@@ -25,7 +25,7 @@ public final class ByteStream: Sendable {
         self.address = address
         _ = nng_stream_set_bool(handle.raw, NNG_OPT_TCP_NODELAY, true) // frame headers must not wait for Nagle
         reader = try StreamTransfer(stream: handle, sending: false)
-        writer = try StreamTransfer(stream: handle, sending: true)
+        writer = try StreamWriter(stream: handle)
     }
 
     /// Connects to `address` (`tcp://HOST:PORT`), retrying while nothing listens there yet,
@@ -56,8 +56,24 @@ public final class ByteStream: Sendable {
     /// connection fails, or no byte could be written for `timeout` (nil: never times out).
     /// The memory must stay valid and unchanged until this returns.
     public func write(_ parts: [UnsafeRawBufferPointer], timeout: Duration?) async throws(TransportError) {
-        try await writer.run(parts.filter { $0.count > 0 }.map { UnsafeMutableRawBufferPointer(mutating: $0) }, timeout: timeout,
-                             operation: "write")
+        let ticket = try enqueueWrite(parts, timeout: timeout)
+        try await waitForWrites(through: ticket)
+    }
+
+    /// Queues a write of all of `parts` and returns at once with its ticket; queued writes go
+    /// out in order, driven by nng's completions, while the caller does other things (reads).
+    /// `owned`, if given, is deallocated once the write is over. The memory of `parts` must stay
+    /// valid and unchanged until `waitForWrites(through:)` covers the ticket. Throws at once if
+    /// an earlier write failed (the stream is then broken for good).
+    public func enqueueWrite(_ parts: [UnsafeRawBufferPointer], timeout: Duration?,
+                             owned: UnsafeMutableRawBufferPointer? = nil) throws(TransportError) -> UInt64 {
+        try writer.enqueue(parts.filter { $0.count > 0 }.map { UnsafeMutableRawBufferPointer(mutating: $0) }, timeout: timeout, owned: owned)
+    }
+
+    /// Waits until every write up to and including `ticket` is done; throws if one failed.
+    /// Cancelling the waiting task aborts the write in progress (and so the stream's writes).
+    public func waitForWrites(through ticket: UInt64) async throws(TransportError) {
+        try await writer.wait(through: ticket)
     }
 
     /// Reads exactly enough bytes to fill `parts`, in order (scattered; same failures as `write`).
@@ -127,6 +143,149 @@ public final class StreamListener: Sendable {
 /// thread-safe, and the owner frees the pointer only in its `deinit`, when nothing else has it.
 struct StreamHandle: @unchecked Sendable {
     let raw: OpaquePointer
+}
+
+/// The writing side of a `ByteStream`: a queue of writes, each a list of buffers, done in order
+/// by one aio that resubmits itself on nng's thread after each partial transfer and starts the
+/// next queued write when one is over. Nothing waits for a write unless a caller asks to.
+///
+/// `@unchecked Sendable`: `state` is behind a mutex. `current` (the parts still to write of the
+/// write in progress) is touched only by whoever started that write and then by the callback
+/// chain, one at a time: a write starts only when `state.busy` was false (under the mutex), and
+/// nng orders a submission before its completion.
+final class StreamWriter: @unchecked Sendable {
+    private(set) var aio: OpaquePointer!
+    private let stream: StreamHandle
+    /// `@unchecked Sendable`: the pointers are to memory the enqueuer keeps valid and unchanged
+    /// until the write is over (the `enqueueWrite` contract); only the writer reads it.
+    private struct Item: @unchecked Sendable {
+        var parts: [UnsafeMutableRawBufferPointer]
+        let timeout: nng_duration
+        let owned: UnsafeMutableRawBufferPointer?
+    }
+    private struct State {
+        var queue: [Item] = []
+        var busy = false
+        var enqueued: UInt64 = 0
+        var completed: UInt64 = 0
+        var failure: Int32 = 0
+        var waiters: [(ticket: UInt64, continuation: UnsafeContinuation<Void, Never>)] = []
+    }
+    private let state = Mutex(State())
+    private var current: Item?
+
+    init(stream: StreamHandle) throws(TransportError) {
+        self.stream = stream
+        var a: OpaquePointer?
+        try check(nng_aio_alloc(&a, streamWriteProgressed, Unmanaged.passUnretained(self).toOpaque()), "allocate aio")
+        aio = a
+    }
+
+    /// Waits for any callback in progress, then frees the aio (and what queued writes own).
+    /// Not from a completion callback.
+    func stop() {
+        nng_aio_stop(aio)
+        nng_aio_free(aio)
+        let left = state.withLock { s -> [Item] in defer { s.queue = [] }; return s.queue }
+        for item in left + (current.map { [$0] } ?? []) { item.owned?.deallocate() }
+        current = nil
+    }
+
+    func enqueue(_ parts: [UnsafeMutableRawBufferPointer], timeout: Duration?,
+                 owned: UnsafeMutableRawBufferPointer?) throws(TransportError) -> UInt64 {
+        let item = Item(parts: parts, timeout: nngDuration(timeout), owned: owned)
+        let (ticket, start): (UInt64, Bool) = try state.withLock { (s) throws(TransportError) -> (UInt64, Bool) in
+            if s.failure != 0 { throw TransportError.fromNNG(s.failure, operation: "write") }
+            s.enqueued += 1
+            if parts.isEmpty && !s.busy && s.queue.isEmpty { s.completed += 1; return (s.enqueued, false) }
+            if s.busy { s.queue.append(item); return (s.enqueued, false) }
+            s.busy = true
+            return (s.enqueued, true)
+        }
+        if parts.isEmpty && !start { owned?.deallocate() }
+        if start { begin(item) }
+        return ticket
+    }
+
+    func wait(through ticket: UInt64) async throws(TransportError) {
+        await withTaskCancellationHandler {
+            await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
+                let now = state.withLock { s -> Bool in
+                    if s.completed >= ticket || s.failure != 0 { return true }
+                    s.waiters.append((ticket, c))
+                    return false
+                }
+                if now { c.resume() }
+            }
+        } onCancel: {
+            nng_aio_cancel(aio)
+        }
+        let (completed, failure) = state.withLock { ($0.completed, $0.failure) }
+        if completed < ticket { throw TransportError.fromNNG(failure != 0 ? failure : Int32(NNG_ECANCELED.rawValue), operation: "write") }
+    }
+
+    /// Starts `item` (this caller owns `current` now).
+    private func begin(_ item: Item) {
+        current = item
+        nng_aio_set_timeout(aio, item.timeout)
+        submit()
+    }
+
+    /// Submits what is left of the current write. nng may call back before this returns.
+    fileprivate func submit() {
+        var iov = current!.parts.prefix(8).map { nng_iov(iov_buf: $0.baseAddress, iov_len: $0.count) }
+        _ = nng_aio_set_iov(aio, UInt32(iov.count), &iov)
+        nng_stream_send(stream.raw, aio)
+    }
+
+    /// After one completion: resubmits a partial write, or finishes it and starts the next.
+    fileprivate func progressed() {
+        var rv = nng_aio_result(aio)
+        if rv == 0 {
+            var moved = nng_aio_count(aio)
+            if moved == 0 { rv = Int32(NNG_ECONNSHUT.rawValue) } // no progress: the peer is gone
+            while moved > 0, let first = current!.parts.first {
+                if moved >= first.count {
+                    moved -= first.count
+                    current!.parts.removeFirst()
+                } else {
+                    current!.parts[0] = UnsafeMutableRawBufferPointer(rebasing: first[moved...])
+                    moved = 0
+                }
+            }
+            if rv == 0 && !current!.parts.isEmpty { submit(); return }
+        }
+        current!.owned?.deallocate()
+        current = nil
+        var next: Item?
+        var ready: [UnsafeContinuation<Void, Never>] = []
+        var dropped: [Item] = []
+        state.withLock { s in
+            if rv != 0 {
+                s.failure = rv
+                dropped = s.queue
+                s.queue = []
+                s.busy = false
+                ready = s.waiters.map(\.continuation)
+                s.waiters = []
+            } else {
+                s.completed += 1
+                if s.queue.isEmpty { s.busy = false } else { next = s.queue.removeFirst() }
+                let done = s.completed
+                ready = s.waiters.filter { $0.ticket <= done }.map(\.continuation)
+                s.waiters.removeAll { $0.ticket <= done }
+            }
+        }
+        for item in dropped { item.owned?.deallocate() }
+        if let next { begin(next) }
+        CompletionThread.running(aio) { for c in ready { c.resume() } }
+    }
+}
+
+/// nng calls this on its own thread after each partial write (file scope: see `aioCompleted`).
+private func streamWriteProgressed(_ arg: UnsafeMutableRawPointer?) {
+    guard let arg else { return }
+    Unmanaged<StreamWriter>.fromOpaque(arg).takeUnretainedValue().progressed()
 }
 
 /// One direction of a `ByteStream`: an aio that moves a whole list of buffers, resubmitting
