@@ -16,7 +16,7 @@ import Synchronization
 /// At most one read and one write at a time; a read and a write may run concurrently.
 public final class ByteStream: Sendable {
     private let handle: StreamHandle
-    private let reader: StreamTransfer
+    private let reader: StreamReader
     private let writer: StreamWriter
     public let address: String
 
@@ -24,7 +24,7 @@ public final class ByteStream: Sendable {
         self.handle = handle
         self.address = address
         _ = nng_stream_set_bool(handle.raw, NNG_OPT_TCP_NODELAY, true) // frame headers must not wait for Nagle
-        reader = try StreamTransfer(stream: handle, sending: false)
+        reader = try StreamReader(stream: handle)
         writer = try StreamWriter(stream: handle)
     }
 
@@ -242,17 +242,9 @@ final class StreamWriter: @unchecked Sendable {
     fileprivate func progressed() {
         var rv = nng_aio_result(aio)
         if rv == 0 {
-            var moved = nng_aio_count(aio)
+            let moved = nng_aio_count(aio)
             if moved == 0 { rv = Int32(NNG_ECONNSHUT.rawValue) } // no progress: the peer is gone
-            while moved > 0, let first = current!.parts.first {
-                if moved >= first.count {
-                    moved -= first.count
-                    current!.parts.removeFirst()
-                } else {
-                    current!.parts[0] = UnsafeMutableRawBufferPointer(rebasing: first[moved...])
-                    moved = 0
-                }
-            }
+            drop(moved, from: &current!.parts)
             if rv == 0 && !current!.parts.isEmpty { submit(); return }
         }
         current!.owned?.deallocate()
@@ -288,31 +280,29 @@ private func streamWriteProgressed(_ arg: UnsafeMutableRawPointer?) {
     Unmanaged<StreamWriter>.fromOpaque(arg).takeUnretainedValue().progressed()
 }
 
-/// One direction of a `ByteStream`: an aio that moves a whole list of buffers, resubmitting
+/// The reading side of a `ByteStream`: an aio that fills a whole list of buffers, resubmitting
 /// itself on nng's thread after each partial transfer (nng completes a stream operation after
-/// any progress), so the waiting task is resumed once per call, not once per kernel write.
+/// any progress), so the waiting task is resumed once per call, not once per kernel read.
 ///
 /// `@unchecked Sendable` by hand-off: `run` sets the buffers and continuation before it
 /// submits; from then until the callback resumes the continuation, only the callback (one at
 /// a time: nng runs an aio's callback once per submission, and it resubmits last) touches
 /// `parts`, `result` and the continuation. `cancelled` is atomic. `ByteStream` allows one
-/// `run` per direction at a time.
-final class StreamTransfer: @unchecked Sendable {
+/// `run` at a time.
+final class StreamReader: @unchecked Sendable {
     /// Set once in `init`, before the box is shared.
     private(set) var aio: OpaquePointer!
     private let stream: StreamHandle
-    private let sending: Bool
     private var parts: [UnsafeMutableRawBufferPointer] = []
     private var result: Int32 = 0
     private var continuation: UnsafeContinuation<Void, Never>?
     private let cancelled = Atomic<Bool>(false)
 
-    init(stream: StreamHandle, sending: Bool) throws(TransportError) {
+    init(stream: StreamHandle) throws(TransportError) {
         self.stream = stream
-        self.sending = sending
         var a: OpaquePointer?
         // Unretained: the box outlives its aio (`stop` runs before the owning stream lets it go).
-        try check(nng_aio_alloc(&a, streamTransferProgressed, Unmanaged.passUnretained(self).toOpaque()), "allocate aio")
+        try check(nng_aio_alloc(&a, streamReadProgressed, Unmanaged.passUnretained(self).toOpaque()), "allocate aio")
         aio = a
     }
 
@@ -352,24 +342,16 @@ final class StreamTransfer: @unchecked Sendable {
     fileprivate func submit() {
         var iov = parts.prefix(8).map { nng_iov(iov_buf: $0.baseAddress, iov_len: $0.count) }
         _ = nng_aio_set_iov(aio, UInt32(iov.count), &iov)
-        if sending { nng_stream_send(stream.raw, aio) } else { nng_stream_recv(stream.raw, aio) }
+        nng_stream_recv(stream.raw, aio)
     }
 
     /// After one completion: drops what was transferred; true if there is more to do.
     fileprivate func progressed() -> Bool {
         let rv = nng_aio_result(aio)
         if rv != 0 { result = rv; return false }
-        var moved = nng_aio_count(aio)
+        let moved = nng_aio_count(aio)
         if moved == 0 { result = Int32(NNG_ECONNSHUT.rawValue); return false } // no progress: the peer is gone
-        while moved > 0, let first = parts.first {
-            if moved >= first.count {
-                moved -= first.count
-                parts.removeFirst()
-            } else {
-                parts[0] = UnsafeMutableRawBufferPointer(rebasing: first[moved...])
-                moved = 0
-            }
-        }
+        drop(moved, from: &parts)
         if parts.isEmpty { return false }
         if cancelled.load(ordering: .acquiring) { result = Int32(NNG_ECANCELED.rawValue); return false }
         return true
@@ -382,9 +364,23 @@ final class StreamTransfer: @unchecked Sendable {
     }
 }
 
-/// nng calls this on its own thread after each partial transfer (file scope: see `aioCompleted`).
-private func streamTransferProgressed(_ arg: UnsafeMutableRawPointer?) {
+/// Removes the first `count` bytes from a list of buffers (what one partial transfer moved).
+private func drop(_ count: Int, from parts: inout [UnsafeMutableRawBufferPointer]) {
+    var left = count
+    while left > 0, let first = parts.first {
+        if left >= first.count {
+            left -= first.count
+            parts.removeFirst()
+        } else {
+            parts[0] = UnsafeMutableRawBufferPointer(rebasing: first[left...])
+            left = 0
+        }
+    }
+}
+
+/// nng calls this on its own thread after each partial read (file scope: see `aioCompleted`).
+private func streamReadProgressed(_ arg: UnsafeMutableRawPointer?) {
     guard let arg else { return }
-    let transfer = Unmanaged<StreamTransfer>.fromOpaque(arg).takeUnretainedValue()
+    let transfer = Unmanaged<StreamReader>.fromOpaque(arg).takeUnretainedValue()
     if transfer.progressed() { transfer.submit() } else { transfer.finish() }
 }

@@ -126,9 +126,7 @@ do {
                 }
                 if blocking {
                     let slot = PeerSums(buffer: sums.buffer)
-                    try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
-                        DispatchQueue.global().async { do { try group.allreduceBlocking(slot.buffer); c.resume() } catch { c.resume(throwing: error) } }
-                    }
+                    try await onPlainThread { try group.allreduceBlocking(slot.buffer) }
                 } else {
                     try await group.allreduce(sums.buffer)
                 }
@@ -141,9 +139,7 @@ do {
                 let values = FloatBuffer((0..<length).map { i in Float(10 * sin(0.37 * Double(i) + Double(rank))) })
                 if blocking {
                     let slot = PeerBuffer(buffer: values.buffer)
-                    try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
-                        DispatchQueue.global().async { do { try group.allreduceBlocking(slot.buffer); c.resume() } catch { c.resume(throwing: error) } }
-                    }
+                    try await onPlainThread { try group.allreduceBlocking(slot.buffer) }
                 } else {
                     try await group.allreduce(values.buffer)
                 }
@@ -212,3 +208,11 @@ do {
 /// A buffer handed to a plain thread while the task that owns it waits for that thread.
 struct PeerBuffer: @unchecked Sendable { let buffer: UnsafeMutableBufferPointer<Float> }
 struct PeerSums: @unchecked Sendable { let buffer: UnsafeMutableBufferPointer<Int64> }
+
+/// Runs `work` on a thread outside Swift's pool (as a training thread calls the blocking
+/// collectives) while the calling task waits.
+func onPlainThread(_ work: @escaping @Sendable () throws -> Void) async throws {
+    try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
+        DispatchQueue.global().async { do { try work(); c.resume() } catch { c.resume(throwing: error) } }
+    }
+}
