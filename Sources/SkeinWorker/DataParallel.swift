@@ -30,18 +30,20 @@ public final class RingReducer: GradientReducer {
     public var waitSeconds: Double { group.firstFrameWaitSeconds + retiredWait }
     private var retiredWait = 0.0
 
+    // On the training thread itself: a step's allreduce is small, and waiting in nng on this
+    // thread saves the task hand-offs (measured in benchmarks/RESULTS.md).
     public func reduce(_ gradients: FloatBuffer) throws {
-        let start = ContinuousClock.now
-        // On the training thread itself: a step's allreduce is small, and waiting in nng on
-        // this thread saves the task hand-offs (measured in benchmarks/RESULTS.md).
-        try group.allreduceBlocking(gradients.buffer)
-        let d = ContinuousClock.now - start
-        communicationSeconds += Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        try timed { () throws(CollectiveError) in try group.allreduceBlocking(gradients.buffer) }
     }
 
     public func reduceExact(_ sums: FixedPointSum) throws {
+        try timed { () throws(CollectiveError) in try group.allreduceBlocking(sums.buffer) }
+    }
+
+    /// Runs one allreduce, adding its time to `communicationSeconds`.
+    private func timed(_ allreduce: () throws(CollectiveError) -> Void) throws(CollectiveError) {
         let start = ContinuousClock.now
-        try group.allreduceBlocking(sums.buffer)
+        try allreduce()
         let d = ContinuousClock.now - start
         communicationSeconds += Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
