@@ -49,9 +49,9 @@ public final class RingReducer: GradientReducer {
     }
 }
 
-/// The gradient buffer handed to the allreduce task. `@unchecked Sendable`: the training thread
-/// is blocked in `runBlocking` until the task is done, so only one side touches the memory.
-struct GradientSlot: @unchecked Sendable {
+/// A buffer handed to a broadcast task (`resynchronize`). `@unchecked Sendable`: the training
+/// thread is blocked in `runBlocking` until the task is done, so only one side touches the memory.
+struct StateSlot: @unchecked Sendable {
     let buffer: UnsafeMutableBufferPointer<Float>
     init(_ b: UnsafeMutableBufferPointer<Float>) { buffer = b }
 }
@@ -72,13 +72,13 @@ public func resynchronize(_ trainer: Trainer, over group: RingGroup) throws {
         guard payload.count < 1 << 24 else { throw TrainError.invalidModel("training state of \(bytes.count) bytes is too large to resynchronise") }
         count.pointer[0] = Float(payload.count)
     }
-    let c = GradientSlot(count.buffer)
+    let c = StateSlot(count.buffer)
     try runBlocking { () throws(CollectiveError) in try await group.broadcast(c.buffer) }
     let floats = Int(count.pointer[0])
     if group.rank != 0 {
         payload = FloatBuffer(count: floats)
     }
-    let p = GradientSlot(payload.buffer)
+    let p = StateSlot(payload.buffer)
     try runBlocking { () throws(CollectiveError) in try await group.broadcast(p.buffer) }
     if group.rank != 0 {
         let tail = Int(payload.pointer[0])
