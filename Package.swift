@@ -37,7 +37,9 @@ let package = Package(
         .target(name: "SkeinTrain", dependencies: ["SkeinTensor", "SkeinRandom", "SkeinWire", "CZlib"]),
         .target(name: "SkeinSearch", dependencies: ["SkeinRandom"]),
         // Allreduce/broadcast among the ranks of a data-parallel group, peer to peer.
-        .target(name: "SkeinCollective", dependencies: ["SkeinTransport", "SkeinWire", "SkeinTensor"], exclude: ["README.md"]),
+        .target(name: "SkeinCollective", dependencies: ["SkeinTransport", "SkeinWire", "SkeinTensor", "CDoorbell"], exclude: ["README.md"]),
+        // Futex doorbell and atomics on memory shared between processes (the ring's windows).
+        .target(name: "CDoorbell"),
         .target(name: "SkeinStore", dependencies: [
             .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Crypto", package: "swift-crypto"),
         ]),

@@ -28,7 +28,10 @@ import Synchronization
 /// consecutive allreduces alternate between its two halves: a rank that starts allreduce k+2
 /// has finished k+1, which needed the next rank to have finished k (it forwarded a segment that
 /// rank summed in k+1), so nothing it still reads is overwritten. If the window cannot be made
-/// (no `/dev/shm`, too small), frames carry their payloads as before.
+/// (no `/dev/shm`, too small), frames carry their payloads as before. From the second
+/// allreduce on, headers do not travel over nng either: the sender announces each frame in a
+/// cell of its window and rings a futex doorbell; the receiver spins briefly, then sleeps on
+/// it (`BellLayout`). Deadlines, epochs and header checks are the same.
 ///
 /// **Across hosts.** A `tcp://` link is an nng byte stream, not a pair socket: the frames are
 /// the same, written back to back, and the payload goes from the tensor to the kernel and from
@@ -41,12 +44,14 @@ import Synchronization
 /// Not for concurrent use: one task (or, with `allreduceBlocking`, one thread) drives a group.
 /// `@unchecked Sendable`: one task or thread drives a group at a time; the only concurrency is inside
 /// `exchange` and `pipeline`, whose two child tasks use different links (`next`, `prev`) and
-/// different windows (only the sending child reads `outWindow`, only the receiving child touches
-/// `inWindow` and `firstFrameStart`). In `exchange` their buffers are disjoint; in `pipeline` the
+/// different windows (only the sending child reads `outWindow` and counts `sendOrdinal`, only
+/// the receiving child touches `inWindow`, `receiveOrdinal`, `receivedInline` and
+/// `firstFrameStart`). In `exchange` their buffers are disjoint; in `pipeline` the
 /// sender reads a chunk only after the receiver has written it (`FrameProgress`), and the
 /// receiver overwrites a chunk the sender read only once it came back round the ring, which the
 /// sender's own send of it finished (a byte stream reads the payload from the buffer until
-/// then). `sequence` and `outWindow` change only between collectives, `prev` only in `init`.
+/// then). `sequence`, `outWindow` and the doorbell windows change only between collectives,
+/// `prev` only in `init`.
 public final class RingGroup: @unchecked Sendable {
     public let rank: Int
     public let world: Int
@@ -66,8 +71,6 @@ public final class RingGroup: @unchecked Sendable {
 
     /// Send payloads through shared memory (the next rank is on this host and it worked so far).
     public private(set) var sendsThroughSharedMemory: Bool
-    /// Segments smaller than this go inline: a tiny frame costs no more than a shared slot.
-    static let sharedMemoryMinimumBytes = 4096
     let ownAddress: String
     let nextAddress: String
     private var outWindow: SharedWindow?
@@ -76,6 +79,21 @@ public final class RingGroup: @unchecked Sendable {
     private var inWindow: SharedWindow?
     private var inGeneration: UInt16 = 0
     private var allreduces: UInt64 = 0
+    /// Doorbells (`BellLayout`): an allreduce's frames are announced in the window that the
+    /// previous allreduce's payloads went through, which both ends then know (the receiver has
+    /// mapped it); without one, frames are announced on the link. The sender decides from what
+    /// it sent, the receiver from what it received, so they agree without a message.
+    private let bells: BellLayout
+    /// How long a receiver spins on a doorbell before it sleeps (none when ranks share cores).
+    private let spin: Duration
+    private var lastOutWindow: SharedWindow?
+    private var lastInWindow: SharedWindow?
+    private var bellOut: SharedWindow?
+    private var bellIn: SharedWindow?
+    private var bellHalf = 0
+    private var sendOrdinal = 0
+    private var receiveOrdinal = 0
+    private var receivedInline = false
 
     var nextRank: Int { (rank + 1) % world }
     var prevRank: Int { (rank + world - 1) % world }
@@ -95,6 +113,8 @@ public final class RingGroup: @unchecked Sendable {
         ownAddress = addresses[rank]
         nextAddress = addresses[(rank + 1) % world]
         sendsThroughSharedMemory = sharedMemory && world > 1 && nextAddress.hasPrefix("ipc://")
+        bells = BellLayout(world: world)
+        spin = world <= sysconf(Int32(_SC_NPROCESSORS_ONLN)) ? .microseconds(20) : .zero
         if world == 1 {
             next = nil; prev = nil
             return
@@ -246,6 +266,7 @@ public final class RingGroup: @unchecked Sendable {
         guard let steps = plan(buffer) else { return }
         do {
             try await pipeline(steps, buffer: buffer)
+            lastInWindow = receivedInline ? nil : inWindow
         } catch {
             releaseSharedMemory() // the group is finished; leave nothing in /dev/shm
             throw error
@@ -283,6 +304,7 @@ public final class RingGroup: @unchecked Sendable {
                 // it sends.
                 try runBlocking { () throws(CollectiveError) in try await self.pipeline(steps, buffer: buffer) }
             }
+            lastInWindow = receivedInline ? nil : inWindow
         } catch {
             releaseSharedMemory()
             throw error
@@ -301,13 +323,18 @@ public final class RingGroup: @unchecked Sendable {
             let k = ((j % world) + world) % world
             return (k * n / world)..<((k + 1) * n / world)
         }
-        // Each of the 2(world − 1) steps sends one segment; in shared memory each has its slot.
+        // Each of the 2(world − 1) steps sends one segment; in shared memory each has its slot,
+        // after the doorbell's cells.
         let slotBytes = ((n + world - 1) / world * buffer.element.size + 63) & ~63
         let halfBytes = 2 * (world - 1) * slotBytes
-        let window = slotBytes >= Self.sharedMemoryMinimumBytes ? outgoingWindow(bytes: 2 * halfBytes) : nil
+        let windowBytes = bells.bytes + 2 * halfBytes
+        // Any size goes through the window: with its doorbell even a tiny frame crosses faster
+        // than as an nng message. Not with fewer elements than ranks: a rank that received only
+        // empty frames would not know the window, so the doorbell could not follow it there.
+        let window = n >= world ? outgoingWindow(bytes: windowBytes) : nil
         let half = Int(allreduces & 1)
         allreduces += 1
-        func slot(_ step: Int) -> Int? { window == nil ? nil : half * halfBytes + step * slotBytes }
+        func slot(_ step: Int) -> Int? { window == nil ? nil : bells.bytes + half * halfBytes + step * slotBytes }
         // Reduce-scatter: after step s, rank r holds the partial sum of segment r−s−1 over s+2
         // ranks. All-gather: pass the finished segments around.
         var steps: [RingStep] = []
@@ -318,6 +345,16 @@ public final class RingGroup: @unchecked Sendable {
             steps.append(RingStep(out: segment(rank + 1 - s), into: segment(rank - s), tag: tag(phase: 2, step: UInt64(s)), add: false,
                                   slot: slot(world - 1 + s)))
         }
+        let chunk = chunk(buffer.element)
+        func frames(_ r: Range<Int>) -> Int { max(1, (r.count + chunk - 1) / chunk) }
+        // The next rank receives exactly the frames this one sends, in the same order.
+        bellOut = steps.reduce(0) { $0 + frames($1.out) } <= bells.cellsPerHalf ? lastOutWindow : nil
+        bellIn = steps.reduce(0) { $0 + frames($1.into) } <= bells.cellsPerHalf ? lastInWindow : nil
+        lastOutWindow = window
+        bellHalf = half
+        sendOrdinal = 0
+        receiveOrdinal = 0
+        receivedInline = false
         firstFrameStart = .now
         return steps
     }
@@ -332,7 +369,7 @@ public final class RingGroup: @unchecked Sendable {
         var received = 0, receiving = 0, frameInStep = 0
         func receiveOne() throws(CollectiveError) {
             let step = steps[receiving]
-            try receiveFrameBlocking(into: buffer.slice(step.into), at: frameInStep * chunk, on: prev, tag: step.tag, add: step.add)
+            try receiveAllreduceFrameBlocking(into: buffer.slice(step.into), at: frameInStep * chunk, on: prev, tag: step.tag, add: step.add)
             received += 1
             frameInStep += 1
             if frameInStep == frames(step.into) { receiving += 1; frameInStep = 0 }
@@ -341,7 +378,7 @@ public final class RingGroup: @unchecked Sendable {
         for (i, step) in steps.enumerated() {
             for k in 0..<frames(step.out) {
                 if i > 0 { while received < before + k + 1 { try receiveOne() } }
-                try sendFrameBlocking(buffer.slice(step.out), at: k * chunk, on: next, tag: step.tag, slot: step.slot)
+                try sendAllreduceFrameBlocking(buffer.slice(step.out), at: k * chunk, on: next, tag: step.tag, slot: step.slot)
             }
             if i > 0 { before += frames(steps[i - 1].into) }
         }
@@ -370,7 +407,7 @@ public final class RingGroup: @unchecked Sendable {
                     for (i, step) in steps.enumerated() {
                         for k in 0..<frames(step.out) {
                             if i > 0 { try await progress.wait(until: firstFrame[i - 1] + k + 1) }
-                            _ = try await self.sendFrame(buffer.slice(step.out), at: k * chunk, on: next, tag: step.tag, slot: step.slot)
+                            try await self.sendAllreduceFrame(buffer.slice(step.out), at: k * chunk, on: next, tag: step.tag, slot: step.slot)
                         }
                     }
                     return .success(())
@@ -380,7 +417,7 @@ public final class RingGroup: @unchecked Sendable {
                 do throws(CollectiveError) {
                     for step in steps {
                         for k in 0..<frames(step.into) {
-                            _ = try await self.receiveFrame(into: buffer.slice(step.into), at: k * chunk, on: prev, tag: step.tag, add: step.add)
+                            try await self.receiveAllreduceFrame(into: buffer.slice(step.into), at: k * chunk, on: prev, tag: step.tag, add: step.add)
                             progress.advance()
                         }
                     }
@@ -515,10 +552,77 @@ public final class RingGroup: @unchecked Sendable {
         return count
     }
 
-    /// `sendFrame` on the calling thread (see `allreduceBlocking`).
-    func sendFrameBlocking(_ values: RingBuffer, at offset: Int, on link: MessageLink, tag: UInt64, slot: Int?) throws(CollectiveError) {
+    /// Sends a frame of an allreduce step: announced through the doorbell when there is one
+    /// (the payload is in the window, or follows on the link when it goes inline).
+    func sendAllreduceFrame(_ values: RingBuffer, at offset: Int, on link: RingLink, tag: UInt64, slot: Int?) async throws(CollectiveError) {
         let payload = values.slice(offset..<offset + min(chunk(values.element), values.count - offset))
-        try link.sendBlocking(header(payload, at: offset, tag: tag, slot: slot), payload: UnsafeRawBufferPointer(payload.bytes))
+        let h = header(payload, at: offset, tag: tag, slot: slot)
+        if announce(h) { return }
+        try await link.send(h, payload: UnsafeRawBufferPointer(payload.bytes))
+    }
+
+    /// `sendAllreduceFrame` on the calling thread.
+    func sendAllreduceFrameBlocking(_ values: RingBuffer, at offset: Int, on link: MessageLink, tag: UInt64, slot: Int?) throws(CollectiveError) {
+        let payload = values.slice(offset..<offset + min(chunk(values.element), values.count - offset))
+        let h = header(payload, at: offset, tag: tag, slot: slot)
+        if announce(h) { return }
+        try link.sendBlocking(h, payload: UnsafeRawBufferPointer(payload.bytes))
+    }
+
+    /// Announces the next frame in the doorbell window, if this allreduce has one; true when
+    /// that is all (nothing to send on the link).
+    private func announce(_ h: TensorFrameHeader) -> Bool {
+        guard let bell = bellOut else { return false }
+        bell.announce(h, cell: bells.cell(half: bellHalf, ordinal: sendOrdinal), ready: allreduces)
+        sendOrdinal += 1
+        return h.shared != nil || h.count == 0
+    }
+
+    /// Receives a frame of an allreduce step: from the doorbell window when this allreduce has
+    /// one (the payload from the shared window, or from the link when it went inline).
+    func receiveAllreduceFrame(into values: RingBuffer, at offset: Int, on link: RingLink, tag: UInt64, add: Bool) async throws(CollectiveError) {
+        if let bell = bellIn {
+            let cell = bells.cell(half: bellHalf, ordinal: receiveOrdinal)
+            receiveOrdinal += 1
+            switch await bell.awaitAnnouncement(cell: cell, ready: allreduces, deadline: .now + timeout) {
+            case true?: break
+            case false?: throw .peerTimeout(rank: prevRank, operation: "receive", seconds: seconds(timeout))
+            case nil: throw .cancelled
+            }
+            if try takeAnnounced(bell, cell: cell, into: values, at: offset, tag: tag, add: add) { return }
+        }
+        _ = try await receiveFrame(into: values, at: offset, on: link, tag: tag, add: add)
+    }
+
+    /// `receiveAllreduceFrame` on the calling thread.
+    func receiveAllreduceFrameBlocking(into values: RingBuffer, at offset: Int, on link: MessageLink, tag: UInt64, add: Bool) throws(CollectiveError) {
+        if let bell = bellIn {
+            let cell = bells.cell(half: bellHalf, ordinal: receiveOrdinal)
+            receiveOrdinal += 1
+            guard bell.awaitAnnouncement(cell: cell, ready: allreduces, spin: spin, deadline: .now + timeout) else {
+                throw .peerTimeout(rank: prevRank, operation: "receive", seconds: seconds(timeout))
+            }
+            if try takeAnnounced(bell, cell: cell, into: values, at: offset, tag: tag, add: add) { return }
+        }
+        try receiveFrameBlocking(into: values, at: offset, on: link, tag: tag, add: add)
+    }
+
+    /// Takes the frame announced in `cell`: checks its header and adds or copies its payload
+    /// from the shared window (true), or returns false when the payload follows on the link
+    /// (which brings the header again, checked then).
+    private func takeAnnounced(_ bell: SharedWindow, cell: Int, into values: RingBuffer, at offset: Int, tag: UInt64, add: Bool) throws(CollectiveError) -> Bool {
+        let h: TensorFrameHeader
+        do throws(WireError) {
+            h = try TensorFrameHeader.decodeHeader(UnsafeRawBufferPointer(start: bell.base + cell, count: TensorFrameHeader.size), maxCount: chunkFloats)
+        } catch {
+            throw .malformed(rank: prevRank, error)
+        }
+        if h.shared == nil && h.count > 0 { return false }
+        let destination = values.slice(offset..<offset + min(chunk(values.element), values.count - offset))
+        if let payload = try check(h, from: prevRank, tag: tag, offset: offset, expected: destination) {
+            deliver(payload, into: destination, add: add)
+        }
+        return true
     }
 
     /// The header for `payload`, which starts at element `offset` of its segment. With a
@@ -578,7 +682,10 @@ public final class RingGroup: @unchecked Sendable {
         guard h.tag == tag, Int(h.offset) == offset, Int(h.count) == expected.count, h.dtype == expected.element.dtype else {
             throw .outOfSequence(rank: from, expectedTag: tag, gotTag: h.tag)
         }
-        guard expected.count > 0, let shared = h.shared else { return nil }
+        guard expected.count > 0, let shared = h.shared else {
+            if expected.count > 0 { receivedInline = true }
+            return nil
+        }
         return try sharedPayload(shared, bytes: expected.bytes.count, from: from)
     }
 

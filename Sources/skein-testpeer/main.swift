@@ -117,7 +117,21 @@ do {
             // (rank r takes j ≡ r mod world), summed exactly in fixed point and allreduced as
             // int64: the result must not depend on the world size.
             let exact = getenv("SKEIN_TESTPEER_EXACT").map { String(cString: $0) } == "1"
+            // SKEIN_TESTPEER_MIXED=1: a sequence of allreduces of changing sizes (the shared
+            // window grows; some too small for it), rank r calling allreduceBlocking on every
+            // other one and allreduce on the rest; the result is all of them, concatenated.
+            let mixed = getenv("SKEIN_TESTPEER_MIXED").map { String(cString: $0) } == "1"
             var result = [Float]()
+            for (k, n) in [1_000, 7, 2, 100_003, 1_000, 1, 300_007, 5, 300_007].enumerated() where mixed {
+                let values = FloatBuffer((0..<n).map { i in Float(10 * sin(0.37 * Double(i) + Double(rank))) })
+                if (k + rank) % 2 == 0 {
+                    let slot = PeerBuffer(buffer: values.buffer)
+                    try await onPlainThread { try group.allreduceBlocking(slot.buffer) }
+                } else {
+                    try await group.allreduce(values.buffer)
+                }
+                result += values.array
+            }
             for _ in 0..<repeats where exact {
                 let sums = FixedPointSum(count: length, maxContributions: 12)
                 for j in stride(from: rank, to: 12, by: world) {
@@ -134,7 +148,7 @@ do {
                 sums.write(into: total.pointer)
                 result = total.array
             }
-            for _ in 0..<repeats where !exact {
+            for _ in 0..<repeats where !exact && !mixed {
                 // Rank r contributes x_r[i] = 10 sin(0.37 i + r).
                 let values = FloatBuffer((0..<length).map { i in Float(10 * sin(0.37 * Double(i) + Double(rank))) })
                 if blocking {
@@ -147,7 +161,7 @@ do {
             }
             try await group.close()
             print("result \(Authentication.sha256Hex(result.withUnsafeBytes { Array($0) }))")
-            for i in [0, 1, length / 2, length - 1] where i >= 0 && i < length { print("value \(i) \(result[i])") }
+            for i in [0, 1, length / 2, length - 1] where i >= 0 && i < min(length, result.count) { print("value \(i) \(result[i])") }
             fflush(nil)
         } catch {
             print("failed: \(error)")

@@ -9,14 +9,15 @@ func reference(_ i: Int, world: Int) -> Double { (0..<world).reduce(0.0) { $0 + 
 
 /// Runs `world` peer processes through `repeats` allreduces and returns each rank's output lines.
 func runRing(world: Int, length: Int, repeats: Int = 1, timeoutMs: Int = 5000, inline: Bool = false, tcpBase: Int? = nil,
-             chunkFloats: Int? = nil, blocking: Bool = false, exact: Bool = false) async throws -> [[String]] {
+             chunkFloats: Int? = nil, blocking: Bool = false, exact: Bool = false, mixed: Bool = false) async throws -> [[String]] {
     let base = tcpBase.map(String.init) ?? TemporaryDirectory.unique(prefix: "ring")
     let peers = try (0..<world).map { r in
         try ChildProcess("skein-testpeer", ["allreduce", String(r), String(world), base, String(length), String(repeats), String(timeoutMs)],
                          environment: (inline ? ["SKEIN_TESTPEER_INLINE": "1"] : [:]).merging(
                             chunkFloats.map { ["SKEIN_TESTPEER_CHUNK": String($0)] } ?? [:]) { a, _ in a }.merging(
                             blocking ? ["SKEIN_TESTPEER_BLOCKING": "1"] : [:]) { a, _ in a }.merging(
-                            exact ? ["SKEIN_TESTPEER_EXACT": "1"] : [:]) { a, _ in a })
+                            exact ? ["SKEIN_TESTPEER_EXACT": "1"] : [:]) { a, _ in a }.merging(
+                            mixed ? ["SKEIN_TESTPEER_MIXED": "1"] : [:]) { a, _ in a })
     }
     defer { for p in peers { p.kill() } }
     for p in peers {
@@ -94,6 +95,18 @@ struct AllreduceTests {
         let tcp = try await runRing(world: world, length: 1_000_003, repeats: 3, tcpBase: 27_000 + 100 * world + Int.random(in: 0..<50) * 10,
                                     blocking: true)
         #expect(hash(tcp) == hash(try await runRing(world: world, length: 1_000_003, repeats: 3)), "world \(world), tcp")
+    }
+
+    @Test("doorbells: allreduces of changing sizes (the window grows, tiny ones go inline), blocking on some ranks and async on others, give the bits of frames on the links",
+          arguments: [2, 3, 4])
+    func doorbellsAcrossSizesAndModes(world: Int) async throws {
+        let hash = { (out: [[String]]) in out.map { $0.first { $0.hasPrefix("result ") } } }
+        let shared = try await runRing(world: world, length: 0, mixed: true)
+        let links = try await runRing(world: world, length: 0, inline: true, mixed: true)
+        #expect(Set(hash(shared)).count == 1, "ranks disagree (world \(world))")
+        #expect(hash(shared) == hash(links), "world \(world)")
+        let framed = try await runRing(world: world, length: 0, chunkFloats: 1000, mixed: true)
+        #expect(hash(framed) == hash(links), "world \(world), 1,000-float frames")
     }
 
     @Test("exact sums (fixed point, int64 allreduce): world sizes 1, 2, 3, 4 give the same bits, over shared memory, frames, tcp and from a plain thread")
