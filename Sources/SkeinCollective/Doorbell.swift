@@ -21,7 +21,7 @@ struct BellLayout: Sendable {
     /// Frames one allreduce may announce (per half); an allreduce with more uses the link.
     let cellsPerHalf: Int
 
-    init(world: Int) { cellsPerHalf = 2 * max(world - 1, 1) * 32 }
+    init(world: Int) { cellsPerHalf = 2 * max(world - 1, 1) * 128 }
 
     /// Bytes before the first payload slot.
     var bytes: Int { 64 + 2 * cellsPerHalf * Self.cellBytes }

@@ -79,6 +79,8 @@ public final class RingGroup: @unchecked Sendable {
     private var inWindow: SharedWindow?
     private var inGeneration: UInt16 = 0
     private var allreduces: UInt64 = 0
+    /// Frames per step `allreduceBlocking` lets nng queue towards a busy neighbour.
+    static let queuedHeaders = 16
     /// Doorbells (`BellLayout`): an allreduce's frames are announced in the window that the
     /// previous allreduce's payloads went through, which both ends then know (the receiver has
     /// mapped it); without one, frames are announced on the link. The sender decides from what
@@ -294,12 +296,18 @@ public final class RingGroup: @unchecked Sendable {
         guard let steps = plan(buffer) else { return }
         let chunk = chunk(buffer.element)
         do {
+            // One thread cannot receive while it waits to send, so its sends must never wait for
+            // the neighbour: frames announced through the doorbell never do; nng holds a few
+            // frames per step (a payload frame, or up to `queuedHeaders` headers: measured, a
+            // Unix socket takes about 250 small messages before a sender waits).
+            let frames = steps.map { max(($0.out.count + chunk - 1) / chunk, ($0.into.count + chunk - 1) / chunk) }.max() ?? 1
+            let shared = steps.allSatisfy { $0.slot != nil }
             if let next = next as? MessageLink, let prev = prev as? MessageLink,
-               steps.allSatisfy({ $0.slot != nil || $0.out.count <= chunk && $0.into.count <= chunk }) {
+               shared && (bellOut != nil || frames <= Self.queuedHeaders) || frames <= 1 {
                 try pipelineBlocking(steps, buffer: buffer, next: next, prev: prev)
             } else {
-                // Several payload frames per step, or a byte stream (which holds no frame for a
-                // busy receiver): sent one after another from one thread they could fill both
+                // Many frames per step, or a byte stream (which holds no frame for a busy
+                // receiver): sent one after another from one thread they could fill both
                 // directions' buffers and wait for each other; the task pipeline receives while
                 // it sends.
                 try runBlocking { () throws(CollectiveError) in try await self.pipeline(steps, buffer: buffer) }

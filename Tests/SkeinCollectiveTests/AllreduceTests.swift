@@ -92,6 +92,10 @@ struct AllreduceTests {
             let thread = try await runRing(world: world, length: 100_003, repeats: 3, inline: inline, chunkFloats: chunk, blocking: true)
             #expect(hash(tasks) == hash(thread), "world \(world), inline \(inline), chunk \(chunk ?? 0)")
         }
+        // Hundreds of frames per step, more than the doorbell has cells: headers go over nng,
+        // more than a socket holds while both neighbours send (a deadlock if one thread did both).
+        let many = try await runRing(world: world, length: 1_000_003, repeats: 2, chunkFloats: 1000, blocking: true)
+        #expect(hash(many) == hash(try await runRing(world: world, length: 1_000_003, repeats: 2, chunkFloats: 1000)), "world \(world), 1,000-float frames")
         let tcp = try await runRing(world: world, length: 1_000_003, repeats: 3, tcpBase: 27_000 + 100 * world + Int.random(in: 0..<50) * 10,
                                     blocking: true)
         #expect(hash(tcp) == hash(try await runRing(world: world, length: 1_000_003, repeats: 3)), "world \(world), tcp")
