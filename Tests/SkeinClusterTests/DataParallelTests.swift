@@ -93,7 +93,7 @@ struct DataParallelTests {
         #expect(fastOne != fastTwo, "fast reduction unexpectedly identical across world sizes")
     }
 
-    @Test("--ranks pins rank r to the r-th CPU it may use (--bind core), and leaves them free with --bind none")
+    @Test("--ranks pins rank r to the r-th CPU it may use, round robin past the last (--bind core), and leaves them free with --bind none")
     func ranksArePinned() async throws {
         func allowed(_ pid: String) -> String? {
             (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8))?.split(separator: "\n")
@@ -103,18 +103,19 @@ struct DataParallelTests {
         let dir = try TemporaryDirectory.make(prefix: "dpbind")
         let cfg = try config(in: dir)
         for bind in ["core", "none"] {
-            let p = try ChildProcess("skein", ["train", cfg, "--ranks", "2", "--epochs", "200", "--bind", bind])
+            let p = try ChildProcess("skein", ["train", cfg, "--ranks", "3", "--epochs", "200", "--bind", bind])
             defer { p.kill(SIGTERM) }
             _ = try await p.waitForLine(startingWith: "epoch 1/", timeout: .seconds(120))
-            for r in 0..<2 {
+            for r in 0..<3 {
                 let line = try #require(p.log.split(separator: "\n").first { $0.hasPrefix("rank \(r): pid ") })
                 let got = allowed(String(line.split(separator: " ").last!))
-                // Pinned (e.g. "0-1": rank 0 on CPU 0, rank 1 on CPU 1) only with --bind core and 2+ CPUs.
+                // With --bind core rank r on the (r mod CPUs)-th CPU this process may use (on 2 CPUs:
+                // ranks 0 and 2 on the first, rank 1 on the second).
                 let cpus = mine.split(separator: ",").flatMap { part -> [Int] in
                     let b = part.split(separator: "-").map { Int($0)! }
                     return Array(b.first!...b.last!)
                 }
-                let want = bind == "core" && cpus.count >= 2 ? String(cpus[r]) : mine
+                let want = bind == "core" ? String(cpus[r % cpus.count]) : mine
                 #expect(got == want, "rank \(r) with --bind \(bind): \(got ?? "?") (this process: \(mine))")
             }
         }

@@ -31,7 +31,7 @@ public final class ChildProcess: Sendable {
         let collector = lines
         stdoutPipe.fileHandleForReading.readabilityHandler = { handle in
             let chunk = handle.availableData
-            if chunk.isEmpty { handle.readabilityHandler = nil; return }
+            if chunk.isEmpty { handle.readabilityHandler = nil; collector.end(); return }
             collector.append(chunk)
         }
         try p.run()
@@ -70,6 +70,10 @@ public final class ChildProcess: Sendable {
             if ContinuousClock.now > deadline { throw ChildProcessError.timedOut(executable, waitingFor: "exit", log: log) }
             try await Task.sleep(for: .milliseconds(10))
         }
+        // The reader thread may not have taken the last of stdout yet: wait for its end (a
+        // grandchild that kept the pipe open would hold it forever, hence the bound).
+        let drained = ContinuousClock.now + .seconds(5)
+        while !lines.ended, ContinuousClock.now < drained { try await Task.sleep(for: .milliseconds(5)) }
         return process.terminationStatus
     }
 
@@ -124,7 +128,7 @@ public enum TemporaryDirectory {
 
 /// Splits a byte stream into lines; fed from FileHandle's reader thread.
 final class LineCollector: Sendable {
-    private let state = Mutex<(partial: [UInt8], lines: [String])>(([], []))
+    private let state = Mutex<(partial: [UInt8], lines: [String], ended: Bool)>(([], [], false))
     func append(_ chunk: Data) {
         state.withLock { s in
             s.partial.append(contentsOf: chunk)
@@ -134,5 +138,13 @@ final class LineCollector: Sendable {
             }
         }
     }
+    /// At the end of the stream: a last line without a newline counts too.
+    func end() {
+        state.withLock { s in
+            if !s.partial.isEmpty { s.lines.append(String(decoding: s.partial, as: UTF8.self)); s.partial = [] }
+            s.ended = true
+        }
+    }
     var lines: [String] { state.withLock { $0.lines } }
+    var ended: Bool { state.withLock { $0.ended } }
 }
