@@ -85,6 +85,83 @@ struct SharedWindowTests {
         }
     }
 
+    /// A first allreduce of 10,000 floats whose frames from the fake rank 1 point into its
+    /// window, so that rank 0 maps it and waits on its doorbell from the second allreduce on;
+    /// `body` gets the window to announce frames of the second allreduce in.
+    func afterFirstAllreduce(_ body: (RingGroup, SharedWindow) async throws -> Void) async throws {
+        try await ring { group, fake in
+            let path = SharedWindow.path(receiver: group.ownAddress, epoch: 9, generation: 1)
+            let window = try SharedWindow.create(path: path, size: bells.bytes + 2 * 5000 * 4)
+            defer { unlink(window.path) }
+            try await fake.send(TensorFrameHeader(count: 5000, epoch: 9, tag: firstReduceScatterTag, offset: 0,
+                                                  shared: SharedPayload(generation: 1, position: UInt64(bells.bytes))))
+            try await fake.send(TensorFrameHeader(count: 5000, epoch: 9, tag: 1 << 16 | 2 << 12, offset: 0,
+                                                  shared: SharedPayload(generation: 1, position: UInt64(bells.bytes + 5000 * 4))))
+            let buffer = FloatBuffer(count: 10_000, value: 1)
+            try await group.allreduce(buffer.buffer)
+            try await body(group, window)
+        }
+    }
+    let bells = BellLayout(world: 2)
+    /// The second allreduce's first frame from rank 1: tag, and its cell (second half, frame 0).
+    let secondReduceScatterTag: UInt64 = 2 << 16 | 1 << 12
+    var secondFirstCell: Int { bells.cell(half: 1, ordinal: 0) }
+
+    @Test("a doorbell announcing a frame of another group epoch is refused as stale, naming the rank")
+    func staleAnnouncement() async throws {
+        try await afterFirstAllreduce { group, window in
+            window.announce(TensorFrameHeader(count: 5000, epoch: 8, tag: secondReduceScatterTag, offset: 0,
+                                              shared: SharedPayload(generation: 1, position: UInt64(bells.bytes))),
+                            cell: secondFirstCell, ready: 2)
+            let buffer = FloatBuffer(count: 10_000, value: 1)
+            await #expect(throws: CollectiveError.stalePeer(rank: 1, expectedEpoch: 9, gotEpoch: 8)) {
+                try await group.allreduce(buffer.buffer)
+            }
+        }
+    }
+
+    @Test("a doorbell announcing a payload outside the window is refused as malformed; garbage in a cell too")
+    func badAnnouncement() async throws {
+        try await afterFirstAllreduce { group, window in
+            let past = UInt64(window.size - 100)
+            window.announce(TensorFrameHeader(count: 5000, epoch: 9, tag: secondReduceScatterTag, offset: 0,
+                                              shared: SharedPayload(generation: 1, position: past)),
+                            cell: secondFirstCell, ready: 2)
+            let buffer = FloatBuffer(count: 10_000, value: 1)
+            await #expect(throws: CollectiveError.malformed(rank: 1, .lengthOutOfRange(field: "shared.position", declared: past,
+                                                                                        limit: UInt64(window.size)))) {
+                try await group.allreduce(buffer.buffer)
+            }
+        }
+        try await afterFirstAllreduce { group, window in
+            // Random bytes where the header goes, then a ready word: refused, nothing read.
+            for i in 0..<TensorFrameHeader.size { (window.base + secondFirstCell + i).storeBytes(of: UInt8.random(in: 0...255), as: UInt8.self) }
+            (window.base + secondFirstCell + BellLayout.readyOffset).storeBytes(of: UInt64(2), as: UInt64.self)
+            let buffer = FloatBuffer(count: 10_000, value: 1)
+            let start = ContinuousClock.now
+            do {
+                try await group.allreduce(buffer.buffer)
+                Issue.record("allreduce accepted a garbage announcement")
+            } catch {
+                // Refused on sight (not by the 2 s deadline): the cell was read and rejected.
+                if case CollectiveError.peerTimeout = error { Issue.record("timed out instead: \(error)") }
+                #expect(ContinuousClock.now - start < .seconds(1))
+            }
+        }
+    }
+
+    @Test("a neighbour that never rings fails the collective within the deadline, naming it")
+    func silentDoorbell() async throws {
+        try await afterFirstAllreduce { group, _ in
+            let buffer = FloatBuffer(count: 10_000, value: 1)
+            let start = ContinuousClock.now
+            await #expect(throws: CollectiveError.peerTimeout(rank: 1, operation: "receive", seconds: 2)) {
+                try await group.allreduce(buffer.buffer)
+            }
+            #expect(ContinuousClock.now - start < .seconds(4))
+        }
+    }
+
     @Test("when the window cannot be made, payloads go in the frames and the sum is still right")
     func fallbackWithoutWindow() async throws {
         let base = TemporaryDirectory.unique(prefix: "shmfb")
