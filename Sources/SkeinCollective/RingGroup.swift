@@ -92,7 +92,8 @@ public final class RingGroup: @unchecked Sendable {
     private var lastInWindow: SharedWindow?
     private var bellOut: SharedWindow?
     private var bellIn: SharedWindow?
-    private var bellHalf = 0
+    /// The window half (of slots and cells) the current allreduce uses: they alternate.
+    private var half: Int { Int((allreduces &- 1) & 1) }
     private var sendOrdinal = 0
     private var receiveOrdinal = 0
     private var receivedInline = false
@@ -340,7 +341,6 @@ public final class RingGroup: @unchecked Sendable {
         // than as an nng message. Not with fewer elements than ranks: a rank that received only
         // empty frames would not know the window, so the doorbell could not follow it there.
         let window = n >= world ? outgoingWindow(bytes: windowBytes) : nil
-        let half = Int(allreduces & 1)
         allreduces += 1
         func slot(_ step: Int) -> Int? { window == nil ? nil : bells.bytes + half * halfBytes + step * slotBytes }
         // Reduce-scatter: after step s, rank r holds the partial sum of segment r−s−1 over s+2
@@ -359,7 +359,6 @@ public final class RingGroup: @unchecked Sendable {
         bellOut = steps.reduce(0) { $0 + frames($1.out) } <= bells.cellsPerHalf ? lastOutWindow : nil
         bellIn = steps.reduce(0) { $0 + frames($1.into) } <= bells.cellsPerHalf ? lastInWindow : nil
         lastOutWindow = window
-        bellHalf = half
         sendOrdinal = 0
         receiveOrdinal = 0
         receivedInline = false
@@ -581,7 +580,7 @@ public final class RingGroup: @unchecked Sendable {
     /// that is all (nothing to send on the link).
     private func announce(_ h: TensorFrameHeader) -> Bool {
         guard let bell = bellOut else { return false }
-        bell.announce(h, cell: bells.cell(half: bellHalf, ordinal: sendOrdinal), ready: allreduces)
+        bell.announce(h, cell: bells.cell(half: half, ordinal: sendOrdinal), ready: allreduces)
         sendOrdinal += 1
         return h.shared != nil || h.count == 0
     }
@@ -590,7 +589,7 @@ public final class RingGroup: @unchecked Sendable {
     /// one (the payload from the shared window, or from the link when it went inline).
     func receiveAllreduceFrame(into values: RingBuffer, at offset: Int, on link: RingLink, tag: UInt64, add: Bool) async throws(CollectiveError) {
         if let bell = bellIn {
-            let cell = bells.cell(half: bellHalf, ordinal: receiveOrdinal)
+            let cell = bells.cell(half: half, ordinal: receiveOrdinal)
             receiveOrdinal += 1
             switch await bell.awaitAnnouncement(cell: cell, ready: allreduces, deadline: .now + timeout) {
             case true?: break
@@ -605,7 +604,7 @@ public final class RingGroup: @unchecked Sendable {
     /// `receiveAllreduceFrame` on the calling thread.
     func receiveAllreduceFrameBlocking(into values: RingBuffer, at offset: Int, on link: MessageLink, tag: UInt64, add: Bool) throws(CollectiveError) {
         if let bell = bellIn {
-            let cell = bells.cell(half: bellHalf, ordinal: receiveOrdinal)
+            let cell = bells.cell(half: half, ordinal: receiveOrdinal)
             receiveOrdinal += 1
             guard bell.awaitAnnouncement(cell: cell, ready: allreduces, spin: spin, deadline: .now + timeout) else {
                 throw .peerTimeout(rank: prevRank, operation: "receive", seconds: seconds(timeout))
