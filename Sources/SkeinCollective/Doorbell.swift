@@ -51,7 +51,7 @@ extension SharedWindow {
         let clock = ContinuousClock()
         let spinUntil = clock.now + spin
         var spins = 0
-        while !isAnnounced(cell: cell, ready: ready) {
+        while spin > .zero, !isAnnounced(cell: cell, ready: ready) {
             spins += 1
             if spins & 63 == 0, clock.now >= spinUntil { break }
             skein_spin_pause()
