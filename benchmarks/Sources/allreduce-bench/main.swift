@@ -18,7 +18,9 @@ let blocking = ProcessInfo.processInfo.environment["SKEIN_BENCH_BLOCKING"] == "1
 // SKEIN_BENCH_CHUNK=N: frames of at most N floats (default: RingGroup's).
 let chunk = ProcessInfo.processInfo.environment["SKEIN_BENCH_CHUNK"].flatMap { Int($0) } ?? 1 << 18
 let group = try await RingGroup(rank: rank, addresses: addresses, epoch: 1, timeout: .seconds(30), chunkFloats: chunk, sharedMemory: !inline)
-let sizes = [4 << 10, 256 << 10, 4 << 20, 64 << 20]
+// SKEIN_BENCH_SIZES=B1,B2,...: sizes in bytes (default: the four of issue 6).
+let sizes = ProcessInfo.processInfo.environment["SKEIN_BENCH_SIZES"].map { $0.split(separator: ",").compactMap { Int($0) } }
+    ?? [4 << 10, 256 << 10, 4 << 20, 64 << 20]
 let barrier = FloatBuffer(count: 1)
 for bytes in sizes {
     let n = bytes / 4
