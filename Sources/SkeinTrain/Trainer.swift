@@ -9,6 +9,24 @@ public struct Evaluation: Equatable, Sendable {
     public var count: Int
 }
 
+/// One evaluation batch's loss sum and correct predictions (see `Trainer.evaluateBatches`).
+public struct BatchEvaluation: Equatable, Sendable {
+    public var lossSum: Double = 0
+    public var correct: Int = 0
+    public init(lossSum: Double = 0, correct: Int = 0) { self.lossSum = lossSum; self.correct = correct }
+}
+
+extension Evaluation {
+    /// The evaluation of `set` from its batches' results, added in batch order.
+    public init(batches: [BatchEvaluation], of set: Dataset) {
+        var total = 0.0, correct = 0
+        for b in batches { total += b.lossSum; correct += b.correct }
+        let isClassification = if case .classes = set.targets { true } else { false }
+        self.init(loss: total / Double(max(set.count, 1)),
+                  accuracy: isClassification ? Double(correct) / Double(max(set.count, 1)) : nil, count: set.count)
+    }
+}
+
 /// What one optimiser step did.
 public struct StepReport: Sendable {
     public var epoch: Int
@@ -103,6 +121,9 @@ public protocol GradientReducer: AnyObject {
     func reduceExact(_ sums: FixedPointSum) throws
     /// Sums a few totals (an epoch's loss sum, rows, correct predictions) across the group.
     func reduceTotals(_ totals: FloatBuffer) throws
+    /// Adds int64 cells across the group, wrapping: exact in any order (a sharded evaluation's
+    /// results, each cell filled by one rank and zero on the others).
+    func reduceCells(_ cells: UnsafeMutableBufferPointer<Int64>) throws
     /// Seconds spent reducing so far (communication plus waiting for the slowest rank).
     var communicationSeconds: Double { get }
     /// Seconds spent waiting for the previous rank's first frame (how late it came).
@@ -120,6 +141,7 @@ public final class LocalReducer: GradientReducer {
     public init() {}
     public func reduce(_ gradients: FloatBuffer) throws {}
     public func reduceExact(_ sums: FixedPointSum) throws {}
+    public func reduceCells(_ cells: UnsafeMutableBufferPointer<Int64>) throws {}
 }
 
 /// Trains a network on a data set, step by step, deterministically: the same seed gives the
@@ -295,12 +317,23 @@ public final class Trainer {
 
     /// Loss and accuracy of the current parameters on `set` (no dropout), in batches.
     public func evaluate(_ set: Dataset, batchSize: Int = 1000) -> Evaluation {
+        Evaluation(batches: evaluateBatches(set, batchSize: batchSize), of: set)
+    }
+
+    /// The loss sum and correct predictions of each batch of `batchSize` rows of `set`, in
+    /// order. With `shards` > 1 only batches b with b mod `shards` = `shard` are evaluated, the
+    /// others stay zero: a group's ranks each take their share and add the results cell by cell,
+    /// and since every batch is computed whole by one rank, `Evaluation(batches:of:)` then gives
+    /// the same bits as one process evaluating everything.
+    public func evaluateBatches(_ set: Dataset, batchSize: Int = 1000, shard: Int = 0, of shards: Int = 1) -> [BatchEvaluation] {
+        precondition(batchSize >= 1 && shards >= 1 && shard >= 0 && shard < shards)
         var rng = Xoshiro256(seed: 0)
-        var total = 0.0, correct = 0
         let d = set.featureCount
+        let batches = (set.count + batchSize - 1) / batchSize
+        var results = [BatchEvaluation](repeating: BatchEvaluation(), count: batches)
         set.features.withUnsafeBufferPointer { f in
-            var start = 0
-            while start < set.count {
+            for b in stride(from: shard, to: batches, by: shards) {
+                let start = b * batchSize
                 let n = min(batchSize, set.count - start)
                 let out = network.forward(f.baseAddress! + start * d, batch: n, training: false, rng: &rng)
                 let r: (loss: Double, correct: Int)
@@ -314,14 +347,10 @@ public final class Trainer {
                         loss.evaluate(out, batch: n, width: network.outputCount, targets: .values($0.baseAddress! + start * w), grad: nil, normalizer: 1)
                     }
                 }
-                total += r.loss
-                correct += r.correct
-                start += n
+                results[b] = BatchEvaluation(lossSum: r.loss, correct: r.correct)
             }
         }
-        let isClassification = if case .classes = set.targets { true } else { false }
-        return Evaluation(loss: total / Double(max(set.count, 1)),
-                          accuracy: isClassification ? Double(correct) / Double(max(set.count, 1)) : nil, count: set.count)
+        return results
     }
 
     /// Continues as rank `rank` of a re-formed group of `world` (after a rank was lost): later

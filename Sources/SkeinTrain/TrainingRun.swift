@@ -33,7 +33,7 @@ public enum TrainingEvent: Sendable {
 ///
 /// As rank `rank` of a data-parallel group of `world`, it trains on its slice of every global
 /// batch and `reducer` sums the gradients across the group; every rank then holds the same
-/// parameters, so only rank 0 evaluates and writes checkpoint files.
+/// parameters. The ranks share each evaluation; only rank 0 writes checkpoint files.
 public final class TrainingRun {
     public let config: TrainConfig
     public let splits: DataSplits
@@ -99,7 +99,6 @@ public final class TrainingRun {
             }
             if r.endedEpoch {
                 let isClassification = trainer.network.outputCount > 1 || trainer.loss == .softmaxCrossEntropy
-                let evaluates = rank == 0
                 var (lossSum, rows, correct) = (r.epochLossSum, Double(r.epochRows), Double(r.epochCorrect))
                 var rankCompute: [Double] = [], rankAllreduce: [Double] = [], rankWait: [Double] = []
                 if world > 1 {
@@ -118,11 +117,11 @@ public final class TrainingRun {
                     rankAllreduce = (0..<world).map { Double(totals.pointer[3 + world + $0]) }
                     rankWait = (0..<world).map { Double(totals.pointer[3 + 2 * world + $0]) }
                 }
+                let (validation, test) = try evaluate()
                 let report = EpochReport(
                     epoch: r.epoch + 1, trainLoss: lossSum / max(rows, 1),
                     trainAccuracy: isClassification && trainer.loss == .softmaxCrossEntropy ? correct / max(rows, 1) : nil,
-                    validation: evaluates ? splits.validation.map { trainer.evaluate($0) } : nil,
-                    test: evaluates ? splits.test.map { trainer.evaluate($0) } : nil,
+                    validation: validation, test: test,
                     seconds: trainingSeconds, rankComputeSeconds: rankCompute, rankAllreduceSeconds: rankAllreduce,
                     rankWaitSeconds: rankWait)
                 onEvent(.epoch(report))
@@ -136,6 +135,28 @@ public final class TrainingRun {
             }
         }
         return last
+    }
+
+    /// The validation and test sets' evaluations of the current parameters. A group shares the
+    /// work: each rank evaluates every world-th batch and one exact allreduce of the batches'
+    /// results (a loss sum's bits and a count per batch) gives every rank the figures one process
+    /// would compute, bit for bit.
+    private func evaluate() throws -> (validation: Evaluation?, test: Evaluation?) {
+        let sets = [splits.validation, splits.test]
+        let parts = sets.map { set in set.map { trainer.evaluateBatches($0, shard: rank, of: world) } ?? [] }
+        guard world > 1 else { return (sets[0].map { Evaluation(batches: parts[0], of: $0) }, sets[1].map { Evaluation(batches: parts[1], of: $0) }) }
+        var cells = parts.flatMap { $0.flatMap { [Int64(bitPattern: $0.lossSum.bitPattern), Int64($0.correct)] } }
+        try cells.withUnsafeMutableBufferPointer { try reducer.reduceCells($0) }
+        var next = 0
+        func combined(_ set: Dataset?, _ count: Int) -> Evaluation? {
+            defer { next += 2 * count }
+            guard let set else { return nil }
+            let batches = (0..<count).map { b in
+                BatchEvaluation(lossSum: Double(bitPattern: UInt64(bitPattern: cells[next + 2 * b])), correct: Int(cells[next + 2 * b + 1]))
+            }
+            return Evaluation(batches: batches, of: set)
+        }
+        return (combined(sets[0], parts[0].count), combined(sets[1], parts[1].count))
     }
 
     private func writeCheckpoint(_ onEvent: (TrainingEvent) -> Void) throws(TrainError) {

@@ -40,6 +40,11 @@ public final class RingReducer: GradientReducer {
         try timed { () throws(CollectiveError) in try group.allreduceBlocking(sums.buffer) }
     }
 
+    /// Not timed: evaluation is outside the epoch's training time.
+    public func reduceCells(_ cells: UnsafeMutableBufferPointer<Int64>) throws {
+        try group.allreduceBlocking(cells)
+    }
+
     /// Runs one allreduce, adding its time to `communicationSeconds`.
     private func timed(_ allreduce: () throws(CollectiveError) -> Void) throws(CollectiveError) {
         let start = ContinuousClock.now

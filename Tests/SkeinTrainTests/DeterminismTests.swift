@@ -106,6 +106,31 @@ struct DeterminismTests {
         #expect(abs(w[0] - 2) < 0.05 && abs(w[1] + 1) < 0.05 && abs(w[2] - 0.5) < 0.05)
     }
 
+    @Test("an evaluation shared by 2-4 ranks, their batches' results added cell by cell as int64, equals one process's bit for bit")
+    func shardedEvaluation() throws {
+        let run = try TrainingRun(config: smallConfig(epochs: 1), splits: fashionSubset)
+        try run.run()
+        let set = fashionSubset.train
+        for batchSize in [1000, 700] { // 700: the last batch is short
+            let whole = run.trainer.evaluate(set, batchSize: batchSize)
+            for world in 2...4 {
+                var cells = [Int64](repeating: 0, count: 2 * ((set.count + batchSize - 1) / batchSize))
+                for rank in 0..<world {
+                    for (b, r) in run.trainer.evaluateBatches(set, batchSize: batchSize, shard: rank, of: world).enumerated() {
+                        cells[2 * b] &+= Int64(bitPattern: r.lossSum.bitPattern)
+                        cells[2 * b + 1] &+= Int64(r.correct)
+                    }
+                }
+                let batches = (0..<cells.count / 2).map {
+                    BatchEvaluation(lossSum: Double(bitPattern: UInt64(bitPattern: cells[2 * $0])), correct: Int(cells[2 * $0 + 1]))
+                }
+                let shared = Evaluation(batches: batches, of: set)
+                #expect(shared == whole, "world \(world), batch \(batchSize)")
+                #expect(shared.loss.bitPattern == whole.loss.bitPattern)
+            }
+        }
+    }
+
     @Test("rank shards of a global batch are disjoint and cover it")
     func sharding() {
         let order = Array((0..<103).reversed())

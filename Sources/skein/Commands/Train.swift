@@ -35,7 +35,7 @@ struct Train: ParsableCommand {
     @Option(help: "Data-parallel with --ranks: pin rank r to the r-th CPU this process may use, round robin when there are more ranks than CPUs (core), or leave placement to the scheduler (none). Pinning keeps each rank's model and optimizer state in its own core's cache.")
     var bind: CPUBinding = .core
 
-    @Option(help: "Data-parallel: this process's rank (0 prints and evaluates). Needs --peers.")
+    @Option(help: "Data-parallel: this process's rank (0 prints and writes checkpoints). Needs --peers.")
     var rank: Int?
 
     @Option(help: "Data-parallel: every rank's address, comma-separated, in rank order (ipc://PATH or tcp://HOST:PORT).")
