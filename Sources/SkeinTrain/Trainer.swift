@@ -14,6 +14,14 @@ public struct BatchEvaluation: Equatable, Sendable {
     public var lossSum: Double = 0
     public var correct: Int = 0
     public init(lossSum: Double = 0, correct: Int = 0) { self.lossSum = lossSum; self.correct = correct }
+
+    /// As two int64 cells — the loss sum's bits, the count — for an exact allreduce in which only
+    /// the rank that evaluated the batch adds anything but zero.
+    public var cells: [Int64] { [Int64(bitPattern: lossSum.bitPattern), Int64(correct)] }
+    public init(cells: ArraySlice<Int64>) {
+        lossSum = Double(bitPattern: UInt64(bitPattern: cells[cells.startIndex]))
+        correct = Int(cells[cells.startIndex + 1])
+    }
 }
 
 extension Evaluation {

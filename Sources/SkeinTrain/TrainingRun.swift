@@ -143,20 +143,17 @@ public final class TrainingRun {
     /// would compute, bit for bit.
     private func evaluate() throws -> (validation: Evaluation?, test: Evaluation?) {
         let sets = [splits.validation, splits.test]
-        let parts = sets.map { set in set.map { trainer.evaluateBatches($0, shard: rank, of: world) } ?? [] }
-        guard world > 1 else { return (sets[0].map { Evaluation(batches: parts[0], of: $0) }, sets[1].map { Evaluation(batches: parts[1], of: $0) }) }
-        var cells = parts.flatMap { $0.flatMap { [Int64(bitPattern: $0.lossSum.bitPattern), Int64($0.correct)] } }
+        let parts = sets.map { $0.map { trainer.evaluateBatches($0, shard: rank, of: world) } ?? [] }
+        // One allreduce for both sets (a no-op for a single process).
+        var cells = parts.joined().flatMap(\.cells)
         try cells.withUnsafeMutableBufferPointer { try reducer.reduceCells($0) }
-        var next = 0
-        func combined(_ set: Dataset?, _ count: Int) -> Evaluation? {
-            defer { next += 2 * count }
-            guard let set else { return nil }
-            let batches = (0..<count).map { b in
-                BatchEvaluation(lossSum: Double(bitPattern: UInt64(bitPattern: cells[next + 2 * b])), correct: Int(cells[next + 2 * b + 1]))
-            }
-            return Evaluation(batches: batches, of: set)
+        var offset = 0
+        let evaluations = zip(sets, parts).map { set, batches -> Evaluation? in
+            let combined = batches.indices.map { BatchEvaluation(cells: cells[(offset + 2 * $0)...]) }
+            offset += 2 * batches.count
+            return set.map { Evaluation(batches: combined, of: $0) }
         }
-        return (combined(sets[0], parts[0].count), combined(sets[1], parts[1].count))
+        return (evaluations[0], evaluations[1])
     }
 
     private func writeCheckpoint(_ onEvent: (TrainingEvent) -> Void) throws(TrainError) {

@@ -116,14 +116,11 @@ struct DeterminismTests {
             for world in 2...4 {
                 var cells = [Int64](repeating: 0, count: 2 * ((set.count + batchSize - 1) / batchSize))
                 for rank in 0..<world {
-                    for (b, r) in run.trainer.evaluateBatches(set, batchSize: batchSize, shard: rank, of: world).enumerated() {
-                        cells[2 * b] &+= Int64(bitPattern: r.lossSum.bitPattern)
-                        cells[2 * b + 1] &+= Int64(r.correct)
-                    }
+                    // What the group's int64 allreduce does: wrapping adds, cell by cell.
+                    let mine = run.trainer.evaluateBatches(set, batchSize: batchSize, shard: rank, of: world).flatMap(\.cells)
+                    for i in cells.indices { cells[i] &+= mine[i] }
                 }
-                let batches = (0..<cells.count / 2).map {
-                    BatchEvaluation(lossSum: Double(bitPattern: UInt64(bitPattern: cells[2 * $0])), correct: Int(cells[2 * $0 + 1]))
-                }
+                let batches = stride(from: 0, to: cells.count, by: 2).map { BatchEvaluation(cells: cells[$0...]) }
                 let shared = Evaluation(batches: batches, of: set)
                 #expect(shared == whole, "world \(world), batch \(batchSize)")
                 #expect(shared.loss.bitPattern == whole.loss.bitPattern)
