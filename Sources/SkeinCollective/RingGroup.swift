@@ -86,7 +86,7 @@ public final class RingGroup: @unchecked Sendable {
     /// mapped it); without one, frames are announced on the link. The sender decides from what
     /// it sent, the receiver from what it received, so they agree without a message.
     private let bells: BellLayout
-    /// How long a receiver spins on a doorbell before it sleeps (none when ranks share cores).
+    /// How long a receiver spins on a doorbell before it sleeps (see `defaultSpin`).
     private let spin: Duration
     private var lastOutWindow: SharedWindow?
     private var lastInWindow: SharedWindow?
@@ -98,13 +98,24 @@ public final class RingGroup: @unchecked Sendable {
     private var receiveOrdinal = 0
     private var receivedInline = false
 
+    /// How long a receiver spins on a doorbell before it sleeps on the futex, unless told: 2 ms
+    /// while every rank can have a core, none when ranks share cores (a spinner would hold the
+    /// core the rank it waits for needs). A halted vCPU here takes 30-50 µs to wake (up to
+    /// 0.8 ms); with a rank 0.6 ms late every step, a 2 ms spin cut the step's cost beyond its
+    /// compute from 249 to 184 µs, 20 µs spin against 2 ms (benchmarks/RESULTS.md). Steps are
+    /// rarely further apart than that; MPI's shared-memory transports poll too.
+    public static func defaultSpin(world: Int) -> Duration {
+        world <= sysconf(Int32(_SC_NPROCESSORS_ONLN)) ? .milliseconds(2) : .zero
+    }
+
     var nextRank: Int { (rank + 1) % world }
     var prevRank: Int { (rank + world - 1) % world }
 
     /// Joins the ring: listens on `addresses[rank]`, dials `addresses[rank + 1]`, and waits
     /// until both neighbours answer (or `timeout` passes).
     public init(rank: Int, addresses: [String], epoch: UInt64, timeout: Duration = .seconds(2),
-                chunkFloats: Int = 1 << 18, sharedMemory: Bool = true, tls: TLSConfiguration? = nil) async throws(CollectiveError) {
+                chunkFloats: Int = 1 << 18, sharedMemory: Bool = true, tls: TLSConfiguration? = nil,
+                spin: Duration? = nil) async throws(CollectiveError) {
         guard !addresses.isEmpty, rank >= 0, rank < addresses.count else {
             throw .invalidGroup("rank \(rank) of \(addresses.count) addresses")
         }
@@ -117,7 +128,7 @@ public final class RingGroup: @unchecked Sendable {
         nextAddress = addresses[(rank + 1) % world]
         sendsThroughSharedMemory = sharedMemory && world > 1 && nextAddress.hasPrefix("ipc://")
         bells = BellLayout(world: world)
-        spin = world <= sysconf(Int32(_SC_NPROCESSORS_ONLN)) ? .microseconds(20) : .zero
+        self.spin = spin ?? Self.defaultSpin(world: world)
         if world == 1 {
             next = nil; prev = nil
             return

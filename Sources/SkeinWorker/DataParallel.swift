@@ -1,12 +1,27 @@
+import Foundation
 import SkeinCollective
 import SkeinTensor
 import SkeinTrain
 import Synchronization
 
 /// Joins a ring from a plain thread (see `runBlocking`): listens on `addresses[rank]`, dials the
-/// next rank and waits until both neighbours answer.
-public func joinRing(rank: Int, addresses: [String], epoch: UInt64, timeout: Duration) throws(CollectiveError) -> RingGroup {
-    try runBlocking { () throws(CollectiveError) in try await RingGroup(rank: rank, addresses: addresses, epoch: epoch, timeout: timeout) }
+/// next rank and waits until both neighbours answer. `SKEIN_COLLECTIVE_SPIN_US` in the
+/// environment sets how long a waiting rank spins before it sleeps (`RingGroup.defaultSpin`).
+public func joinRing(rank: Int, addresses: [String], epoch: UInt64, timeout: Duration,
+                     environment: [String: String] = ProcessInfo.processInfo.environment) throws(CollectiveError) -> RingGroup {
+    let spin = try spinSetting(environment)
+    return try runBlocking { () throws(CollectiveError) in
+        try await RingGroup(rank: rank, addresses: addresses, epoch: epoch, timeout: timeout, spin: spin)
+    }
+}
+
+/// `SKEIN_COLLECTIVE_SPIN_US`: whole microseconds (0: sleep at once); nil when unset.
+func spinSetting(_ environment: [String: String]) throws(CollectiveError) -> Duration? {
+    guard let text = environment["SKEIN_COLLECTIVE_SPIN_US"] else { return nil }
+    guard let us = Int(text.trimmingCharacters(in: .whitespaces)), (0...10_000_000).contains(us) else {
+        throw .invalidGroup("SKEIN_COLLECTIVE_SPIN_US must be whole microseconds from 0 to 10000000, not '\(text)'")
+    }
+    return .microseconds(us)
 }
 
 /// Sums each step's gradients across a data-parallel group with the ring allreduce, in one

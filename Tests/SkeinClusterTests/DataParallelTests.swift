@@ -156,6 +156,19 @@ struct DataParallelTests {
         #expect(ContinuousClock.now - start < .seconds(15))
         #expect(p.log.contains("rank 1"), "\(p.log)")
     }
+
+    @Test("SKEIN_COLLECTIVE_SPIN_US: a bad value stops a rank with a line naming the variable; a good one trains")
+    func spinSetting() async throws {
+        let dir = try TemporaryDirectory.make(prefix: "dpspin")
+        let cfg = try config(in: dir)
+        let peers = "ipc://\(dir)/r0.ipc,ipc://\(dir)/r1.ipc"
+        let bad = try ChildProcess("skein", ["train", cfg, "--rank", "0", "--peers", peers], environment: ["SKEIN_COLLECTIVE_SPIN_US": "2ms"])
+        #expect(try await bad.waitForExit(timeout: .seconds(30)) != 0)
+        #expect(bad.log.contains("SKEIN_COLLECTIVE_SPIN_US") && bad.log.contains("'2ms'"), "\(bad.log)")
+        let good = try ChildProcess("skein", ["train", cfg, "--ranks", "2", "--json"], environment: ["SKEIN_COLLECTIVE_SPIN_US": "0"])
+        #expect(try await good.waitForExit(timeout: .seconds(300)) == 0, "\(good.log.suffix(800))")
+        #expect(good.output.filter { $0.hasPrefix("{") }.count == 3)
+    }
 }
 
 struct ClusterTestError: Error, CustomStringConvertible {

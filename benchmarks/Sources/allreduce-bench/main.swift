@@ -17,7 +17,13 @@ let inline = ProcessInfo.processInfo.environment["SKEIN_BENCH_INLINE"] == "1"
 let blocking = ProcessInfo.processInfo.environment["SKEIN_BENCH_BLOCKING"] == "1"
 // SKEIN_BENCH_CHUNK=N: frames of at most N floats (default: RingGroup's).
 let chunk = ProcessInfo.processInfo.environment["SKEIN_BENCH_CHUNK"].flatMap { Int($0) } ?? 1 << 18
-let group = try await RingGroup(rank: rank, addresses: addresses, epoch: 1, timeout: .seconds(30), chunkFloats: chunk, sharedMemory: !inline)
+// SKEIN_BENCH_SPIN_US=N: how long a rank spins on a doorbell before it sleeps (default: RingGroup's).
+let spin = ProcessInfo.processInfo.environment["SKEIN_BENCH_SPIN_US"].flatMap { Int($0) }.map { Duration.microseconds($0) }
+// SKEIN_BENCH_COMPUTE_US=N: the last rank works N µs before each allreduce (blocking mode), as a
+// slower rank's step would, so the others wait on the doorbell every time.
+let computeMicros = ProcessInfo.processInfo.environment["SKEIN_BENCH_COMPUTE_US"].flatMap { Double($0) } ?? 0
+let group = try await RingGroup(rank: rank, addresses: addresses, epoch: 1, timeout: .seconds(30), chunkFloats: chunk, sharedMemory: !inline,
+                                spin: spin)
 // SKEIN_BENCH_SIZES=B1,B2,...: sizes in bytes (default: the four of issue 6).
 let sizes = ProcessInfo.processInfo.environment["SKEIN_BENCH_SIZES"].map { $0.split(separator: ",").compactMap { Int($0) } }
     ?? [4 << 10, 256 << 10, 4 << 20, 64 << 20]
@@ -35,7 +41,13 @@ for bytes in sizes {
         let b = Slot(buffer: buffer.buffer)
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
             Thread {
-                do { for _ in 0..<iterations { try group.allreduceBlocking(b.buffer) }; c.resume() } catch { c.resume(throwing: error) }
+                do {
+                    for _ in 0..<iterations {
+                        if rank == world - 1 && computeMicros > 0 { busy(microseconds: computeMicros) }
+                        try group.allreduceBlocking(b.buffer)
+                    }
+                    c.resume()
+                } catch { c.resume(throwing: error) }
             }.start()
         }
     } else {
@@ -45,11 +57,20 @@ for bytes in sizes {
     let seconds = (Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18) / Double(iterations)
     if rank == 0 {
         let bus = Double(bytes) * 2 * Double(world - 1) / Double(world) / seconds / 1e9
-        print(String(format: "bytes=%d seconds=%.6f busbw_GBps=%.3f", bytes, seconds, bus))
+        // With a slower rank, what each step costs beyond its compute: the allreduce plus waking.
+        let beyond = computeMicros > 0 && blocking ? String(format: " beyond_compute_us=%.1f", seconds * 1e6 - computeMicros) : ""
+        print(String(format: "bytes=%d seconds=%.6f busbw_GBps=%.3f", bytes, seconds, bus) + beyond)
         fflush(nil)
     }
 }
 try await group.close()
+
+/// Keeps this thread busy (not asleep) for `microseconds`, like a step's compute.
+@Sendable func busy(microseconds: Double) {
+    let clock = ContinuousClock()
+    let end = clock.now + .nanoseconds(Int64(microseconds * 1000))
+    while clock.now < end {}
+}
 
 /// The buffer handed to the timing thread; the main task waits for that thread meanwhile.
 struct Slot: @unchecked Sendable { let buffer: UnsafeMutableBufferPointer<Float> }
