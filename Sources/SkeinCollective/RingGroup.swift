@@ -69,6 +69,8 @@ public final class RingGroup: @unchecked Sendable {
     private var firstFrameStart: ContinuousClock.Instant?
     private var closed = false
 
+    /// Allreduces whose buffer came from `stagingBuffer` and whose segments were sent in place.
+    public private(set) var inPlaceAllreduces = 0
     /// Send payloads through shared memory (the next rank is on this host and it worked so far).
     public private(set) var sendsThroughSharedMemory: Bool
     let ownAddress: String
@@ -334,6 +336,44 @@ public final class RingGroup: @unchecked Sendable {
     /// Elements per frame: `chunkFloats` × 4 bytes, whatever the element.
     func chunk(_ element: RingElement) -> Int { max(1, chunkFloats * 4 / element.size) }
 
+    /// Where an allreduce of `count` elements puts its payloads in the shared window: each of
+    /// the 2(world − 1) steps sends one segment and has its own slot, after the doorbell's
+    /// cells; consecutive allreduces alternate between two halves. A half holds at least the
+    /// whole buffer (2(world − 1) slots of 1/world of it), which `stagingBuffer` relies on.
+    private func windowLayout(count n: Int, element: RingElement) -> (slotBytes: Int, windowBytes: Int) {
+        let slotBytes = ((n + world - 1) / world * element.size + 63) & ~63
+        return (slotBytes, bells.bytes + 2 * 2 * (world - 1) * slotBytes)
+    }
+
+    /// Where half `h` of `window` starts. The halves are fixed by the window's size, not by the
+    /// current buffer's: with halves sized for each buffer, a large allreduce's half 0 would
+    /// cover a smaller previous allreduce's half 1, which the next rank may still be reading.
+    private func halfStart(_ window: SharedWindow, _ h: Int) -> Int {
+        bells.bytes + h * (((window.size - bells.bytes) / 2) & ~63)
+    }
+
+    /// Room for the next allreduce's `count` floats inside this rank's shared window, or nil
+    /// when payloads do not go through one (one rank, the next rank on another host, no
+    /// `/dev/shm`). Fill it, then pass exactly it to the next `allreduce`/`allreduceBlocking`:
+    /// its segments are then announced where they lie instead of being copied into the window
+    /// (for a data-parallel step, two of the three copies of half the gradient per step).
+    /// The result stays readable (the view keeps the window mapped) but is overwritten two
+    /// allreduces later.
+    ///
+    /// Why it is safe to write: the buffer lies in the half of the window that the next
+    /// allreduce k uses, and the next rank last read that half in allreduce k − 2, which it
+    /// finished before this rank could finish k − 1 (see the type's comment). During k, the
+    /// next rank reads a segment before any sum that depends on it can come back round the ring
+    /// and be written over it.
+    public func stagingBuffer(count: Int) -> FloatBuffer? {
+        guard world > 1, count >= world else { return nil }
+        let layout = windowLayout(count: count, element: .float32)
+        guard let window = outgoingWindow(bytes: layout.windowBytes) else { return nil }
+        let nextHalf = Int(allreduces & 1) // `half` once the next allreduce has counted itself
+        let start = (window.base + halfStart(window, nextHalf)).bindMemory(to: Float.self, capacity: count)
+        return FloatBuffer(viewing: start, count: count, owner: window)
+    }
+
     /// The steps of one allreduce of `buffer` (nil when there is nothing to exchange), with
     /// their places in the shared window when payloads go through it.
     private func plan(_ buffer: RingBuffer) -> [RingStep]? {
@@ -343,26 +383,32 @@ public final class RingGroup: @unchecked Sendable {
             let k = ((j % world) + world) % world
             return (k * n / world)..<((k + 1) * n / world)
         }
-        // Each of the 2(world − 1) steps sends one segment; in shared memory each has its slot,
-        // after the doorbell's cells.
-        let slotBytes = ((n + world - 1) / world * buffer.element.size + 63) & ~63
-        let halfBytes = 2 * (world - 1) * slotBytes
-        let windowBytes = bells.bytes + 2 * halfBytes
+        let layout = windowLayout(count: n, element: buffer.element)
         // Any size goes through the window: with its doorbell even a tiny frame crosses faster
         // than as an nng message. Not with fewer elements than ranks: a rank that received only
         // empty frames would not know the window, so the doorbell could not follow it there.
-        let window = n >= world ? outgoingWindow(bytes: windowBytes) : nil
+        let window = n >= world ? outgoingWindow(bytes: layout.windowBytes) : nil
         allreduces += 1
-        func slot(_ step: Int) -> Int? { window == nil ? nil : bells.bytes + half * halfBytes + step * slotBytes }
+        let start = window.map { halfStart($0, half) } ?? 0
+        // A buffer from `stagingBuffer` already lies in this allreduce's half: every segment is
+        // sent from where it is, nothing is copied into a slot.
+        let staged = window.map { buffer.base.map(UnsafeRawPointer.init) == UnsafeRawPointer($0.base + start) } ?? false
+        if staged { inPlaceAllreduces += 1 }
+        func slot(_ step: Int, _ out: Range<Int>) -> Int? {
+            guard window != nil else { return nil }
+            return staged ? start + out.lowerBound * buffer.element.size : start + step * layout.slotBytes
+        }
         // Reduce-scatter: after step s, rank r holds the partial sum of segment r−s−1 over s+2
         // ranks. All-gather: pass the finished segments around.
         var steps: [RingStep] = []
         for s in 0..<(world - 1) {
-            steps.append(RingStep(out: segment(rank - s), into: segment(rank - s - 1), tag: tag(phase: 1, step: UInt64(s)), add: true, slot: slot(s)))
+            let out = segment(rank - s)
+            steps.append(RingStep(out: out, into: segment(rank - s - 1), tag: tag(phase: 1, step: UInt64(s)), add: true, slot: slot(s, out)))
         }
         for s in 0..<(world - 1) {
-            steps.append(RingStep(out: segment(rank + 1 - s), into: segment(rank - s), tag: tag(phase: 2, step: UInt64(s)), add: false,
-                                  slot: slot(world - 1 + s)))
+            let out = segment(rank + 1 - s)
+            steps.append(RingStep(out: out, into: segment(rank - s), tag: tag(phase: 2, step: UInt64(s)), add: false,
+                                  slot: slot(world - 1 + s, out)))
         }
         let chunk = chunk(buffer.element)
         func frames(_ r: Range<Int>) -> Int { max(1, (r.count + chunk - 1) / chunk) }
@@ -650,7 +696,9 @@ public final class RingGroup: @unchecked Sendable {
                                        dtype: payload.element.dtype)
         if let window = slot == nil ? nil : outWindow, let slot, payload.count > 0 {
             let position = slot + offset * payload.element.size
-            (window.base + position).copyMemory(from: payload.bytes.baseAddress!, byteCount: payload.bytes.count)
+            if window.base + position != UnsafeMutableRawPointer(mutating: payload.bytes.baseAddress!) { // not staged
+                (window.base + position).copyMemory(from: payload.bytes.baseAddress!, byteCount: payload.bytes.count)
+            }
             header.shared = SharedPayload(generation: outGeneration, position: UInt64(position))
         }
         return header

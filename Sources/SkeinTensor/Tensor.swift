@@ -51,11 +51,23 @@ public struct Tensor: Equatable, Sendable {
 public final class FloatBuffer: @unchecked Sendable {
     public let count: Int
     public let pointer: UnsafeMutablePointer<Float>
+    /// For a view, what owns the memory (kept alive as long as the view); nil when this
+    /// buffer allocated it.
+    private let owner: AnyObject?
 
     public init(count: Int, value: Float = 0) {
         self.count = count
         pointer = .allocate(capacity: max(count, 1))
         pointer.initialize(repeating: value, count: max(count, 1))
+        owner = nil
+    }
+
+    /// A view of `count` floats at `pointer`, memory that `owner` keeps valid (a shared-memory
+    /// window, say): the view holds `owner` and never frees the memory itself.
+    public init(viewing pointer: UnsafeMutablePointer<Float>, count: Int, owner: AnyObject) {
+        self.count = count
+        self.pointer = pointer
+        self.owner = owner
     }
 
     public convenience init(_ values: [Float]) {
@@ -63,7 +75,7 @@ public final class FloatBuffer: @unchecked Sendable {
         values.withUnsafeBufferPointer { if let b = $0.baseAddress { pointer.update(from: b, count: values.count) } }
     }
 
-    deinit { pointer.deallocate() }
+    deinit { if owner == nil { pointer.deallocate() } }
 
     public var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
 

@@ -12,8 +12,10 @@ public final class Network {
     public let outputCount: Int
     /// All weights and biases, layer after layer (W row-major inputs×outputs, then b).
     public let parameters: FloatBuffer
-    /// Gradients, laid out exactly like `parameters`.
-    public let gradients: FloatBuffer
+    /// Gradients, laid out exactly like `parameters`: the network's own buffer, or storage
+    /// lent for a step (`useGradientStorage`).
+    public private(set) var gradients: FloatBuffer
+    private let ownGradients: FloatBuffer
     /// Offset of each dense layer's W in the flat buffers (nil for other layers).
     let offsets: [Int?]
     /// Widths of each layer's output.
@@ -55,7 +57,16 @@ public final class Network {
         self.offsets = offsets
         self.widths = widths
         parameters = FloatBuffer(count: offset)
-        gradients = FloatBuffer(count: offset)
+        ownGradients = FloatBuffer(count: offset)
+        gradients = ownGradients
+    }
+
+    /// Makes `backward` write into `storage` (as many floats as there are parameters), or
+    /// into the network's own buffer again when nil. A data-parallel rank computes a step's
+    /// gradients straight into the memory its allreduce sends from.
+    public func useGradientStorage(_ storage: FloatBuffer?) {
+        precondition(storage.map { $0.count == parameterCount } ?? true, "gradient storage of the wrong size")
+        gradients = storage ?? ownGradients
     }
 
     /// Convenience: an MLP `inputs → hidden… → outputs` with `activation` after every hidden

@@ -125,6 +125,9 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
 /// and must leave the group's sum in place.
 public protocol GradientReducer: AnyObject {
     func reduce(_ gradients: FloatBuffer) throws
+    /// Where the next step should compute its gradients so that `reduce` sends them from
+    /// where they lie (a ring's shared-memory window), or nil for the network's own buffer.
+    func gradientStorage(count: Int) -> FloatBuffer?
     /// Adds the ranks' fixed-point sums exactly (`reduction: exact`).
     func reduceExact(_ sums: FixedPointSum) throws
     /// Sums a few totals (an epoch's loss sum, rows, correct predictions) across the group.
@@ -139,6 +142,7 @@ public protocol GradientReducer: AnyObject {
 }
 
 extension GradientReducer {
+    public func gradientStorage(count: Int) -> FloatBuffer? { nil }
     public func reduceTotals(_ totals: FloatBuffer) throws { try reduce(totals) }
     public var communicationSeconds: Double { 0 }
     public var waitSeconds: Double { 0 }
@@ -238,6 +242,7 @@ public final class Trainer {
             try reducer.reduceExact(exactSums)
             exactSums.write(into: network.gradients.pointer)
         } else {
+            network.useGradientStorage(reducer.gradientStorage(count: network.parameterCount))
             let rows = Permutation.shard(of: order, step: stepInEpoch, globalBatch: settings.batchSize, rank: rank, world: world)
             gather(rows)
             n = rows.count

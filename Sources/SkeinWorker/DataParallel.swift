@@ -51,6 +51,9 @@ public final class RingReducer: GradientReducer {
         try timed { () throws(CollectiveError) in try group.allreduceBlocking(gradients.buffer) }
     }
 
+    /// The group's shared-memory window: no copy of the gradient into it before sending.
+    public func gradientStorage(count: Int) -> FloatBuffer? { group.stagingBuffer(count: count) }
+
     public func reduceExact(_ sums: FixedPointSum) throws {
         try timed { () throws(CollectiveError) in try group.allreduceBlocking(sums.buffer) }
     }

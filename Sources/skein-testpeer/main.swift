@@ -121,9 +121,17 @@ do {
             // window grows; some too small for it), rank r calling allreduceBlocking on every
             // other one and allreduce on the rest; the result is all of them, concatenated.
             let mixed = getenv("SKEIN_TESTPEER_MIXED").map { String(cString: $0) } == "1"
+            // SKEIN_TESTPEER_STAGED=1: float buffers come from `stagingBuffer` (in the shared
+            // window, sent in place) where the group offers one; prints "in-place N" at the end.
+            let staged = getenv("SKEIN_TESTPEER_STAGED").map { String(cString: $0) } == "1"
+            func contribution(_ n: Int) -> FloatBuffer {
+                let values = (staged ? group.stagingBuffer(count: n) : nil) ?? FloatBuffer(count: n)
+                for i in 0..<n { values[i] = Float(10 * sin(0.37 * Double(i) + Double(rank))) }
+                return values
+            }
             var result = [Float]()
             for (k, n) in [1_000, 7, 2, 100_003, 1_000, 1, 300_007, 5, 300_007].enumerated() where mixed {
-                let values = FloatBuffer((0..<n).map { i in Float(10 * sin(0.37 * Double(i) + Double(rank))) })
+                let values = contribution(n)
                 if (k + rank) % 2 == 0 {
                     let slot = PeerBuffer(buffer: values.buffer)
                     try await onPlainThread { try group.allreduceBlocking(slot.buffer) }
@@ -150,7 +158,7 @@ do {
             }
             for _ in 0..<repeats where !exact && !mixed {
                 // Rank r contributes x_r[i] = 10 sin(0.37 i + r).
-                let values = FloatBuffer((0..<length).map { i in Float(10 * sin(0.37 * Double(i) + Double(rank))) })
+                let values = contribution(length)
                 if blocking {
                     let slot = PeerBuffer(buffer: values.buffer)
                     try await onPlainThread { try group.allreduceBlocking(slot.buffer) }
@@ -160,6 +168,7 @@ do {
                 result = values.array
             }
             try await group.close()
+            if staged { print("in-place \(group.inPlaceAllreduces)") }
             print("result \(Authentication.sha256Hex(result.withUnsafeBytes { Array($0) }))")
             for i in [0, 1, length / 2, length - 1] where i >= 0 && i < min(length, result.count) { print("value \(i) \(result[i])") }
             fflush(nil)

@@ -9,7 +9,8 @@ func reference(_ i: Int, world: Int) -> Double { (0..<world).reduce(0.0) { $0 + 
 
 /// Runs `world` peer processes through `repeats` allreduces and returns each rank's output lines.
 func runRing(world: Int, length: Int, repeats: Int = 1, timeoutMs: Int = 5000, inline: Bool = false, tcpBase: Int? = nil,
-             chunkFloats: Int? = nil, blocking: Bool = false, exact: Bool = false, mixed: Bool = false) async throws -> [[String]] {
+             chunkFloats: Int? = nil, blocking: Bool = false, exact: Bool = false, mixed: Bool = false,
+             staged: Bool = false) async throws -> [[String]] {
     let base = tcpBase.map(String.init) ?? TemporaryDirectory.unique(prefix: "ring")
     let peers = try (0..<world).map { r in
         try ChildProcess("skein-testpeer", ["allreduce", String(r), String(world), base, String(length), String(repeats), String(timeoutMs)],
@@ -17,7 +18,8 @@ func runRing(world: Int, length: Int, repeats: Int = 1, timeoutMs: Int = 5000, i
                             chunkFloats.map { ["SKEIN_TESTPEER_CHUNK": String($0)] } ?? [:]) { a, _ in a }.merging(
                             blocking ? ["SKEIN_TESTPEER_BLOCKING": "1"] : [:]) { a, _ in a }.merging(
                             exact ? ["SKEIN_TESTPEER_EXACT": "1"] : [:]) { a, _ in a }.merging(
-                            mixed ? ["SKEIN_TESTPEER_MIXED": "1"] : [:]) { a, _ in a })
+                            mixed ? ["SKEIN_TESTPEER_MIXED": "1"] : [:]) { a, _ in a }.merging(
+                            staged ? ["SKEIN_TESTPEER_STAGED": "1"] : [:]) { a, _ in a })
     }
     defer { for p in peers { p.kill() } }
     for p in peers {
@@ -82,6 +84,25 @@ struct AllreduceTests {
             #expect(whole.map { $0.first { $0.hasPrefix("result ") } } == framed.map { $0.first { $0.hasPrefix("result ") } },
                     "world \(world), inline \(inline)")
         }
+    }
+
+    @Test("buffers staged in the shared window are sent in place with the bits of copied ones: blocking or not, one or many frames per step, changing sizes",
+          arguments: [2, 3, 4])
+    func stagedInPlace(world: Int) async throws {
+        let hash = { (out: [[String]]) in out.map { $0.first { $0.hasPrefix("result ") } } }
+        let inPlace = { (out: [[String]]) in out.map { $0.first { $0.hasPrefix("in-place ") } } }
+        for (blocking, chunk) in [(true, nil), (false, nil), (true, 1000), (false, 1000)] as [(Bool, Int?)] {
+            let copied = try await runRing(world: world, length: 100_003, repeats: 3, chunkFloats: chunk, blocking: blocking)
+            let staged = try await runRing(world: world, length: 100_003, repeats: 3, chunkFloats: chunk, blocking: blocking, staged: true)
+            #expect(hash(staged) == hash(copied), "world \(world), blocking \(blocking), chunk \(chunk ?? 0)")
+            #expect(inPlace(staged) == Array(repeating: "in-place 3", count: world), "world \(world), blocking \(blocking), chunk \(chunk ?? 0)")
+        }
+        // Nine sizes, the window growing twice; sizes below the world size have no staging.
+        let copied = try await runRing(world: world, length: 1, mixed: true)
+        let staged = try await runRing(world: world, length: 1, mixed: true, staged: true)
+        #expect(hash(staged) == hash(copied), "world \(world), mixed sizes")
+        let stageable = [1_000, 7, 2, 100_003, 1_000, 1, 300_007, 5, 300_007].filter { $0 >= world }.count
+        #expect(inPlace(staged) == Array(repeating: "in-place \(stageable)", count: world), "world \(world), mixed sizes")
     }
 
     @Test("allreduceBlocking from a plain thread gives the bits of allreduce: shared memory, inline, many frames, tcp", arguments: [2, 3])
