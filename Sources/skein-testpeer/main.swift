@@ -156,7 +156,7 @@ do {
                 sums.write(into: total.pointer)
                 result = total.array
             }
-            for _ in 0..<repeats where !exact && !mixed {
+            for k in 0..<repeats where !exact && !mixed {
                 // Rank r contributes x_r[i] = 10 sin(0.37 i + r).
                 let values = contribution(length)
                 if blocking {
@@ -165,6 +165,8 @@ do {
                 } else {
                     try await group.allreduce(values.buffer)
                 }
+                // Every repeat sums the same contributions: a different result is a race.
+                if k > 0 && values.array != result { print("failed: repeat \(k) differs from the one before"); fflush(nil); exit(3) }
                 result = values.array
             }
             try await group.close()
