@@ -41,6 +41,33 @@ public final class TrainingRun {
     public var rank: Int { trainer.rank }
     public var world: Int { trainer.world }
     private let reducer: any GradientReducer
+    /// An epoch whose last step is done but whose closing collectives (totals, shared
+    /// evaluation) failed: closed first when `run` is called again, after the group re-formed.
+    private var pendingClose: PendingClose?
+    /// Called before an epoch's shared evaluation with the epoch's number (from 1): a hook for
+    /// fault-injection tests, which kill a rank right there.
+    public var willEvaluate: ((Int) -> Void)?
+
+    /// What closing an epoch needs: this rank's share of its totals and times.
+    struct PendingClose {
+        var epoch: Int // from 1
+        var lossSum = 0.0, rows = 0.0, correct = 0.0
+        var trainingSeconds = 0.0, communication = 0.0, wait = 0.0
+    }
+
+    /// Whether an epoch's report is still owed (its closing collectives failed). After a group
+    /// re-forms, every rank must agree with rank 0 (`adoptEpochClose`) before `run` continues,
+    /// or some would close the epoch while others train on.
+    public var owesEpochReport: Bool { pendingClose != nil }
+
+    /// Takes rank 0's answer to `owesEpochReport` after the group re-formed. A rank that had
+    /// not finished the epoch's last step (the step's allreduce failed on it, not on rank 0)
+    /// joins the closing with nothing to add to the training totals; a rank that owes a report
+    /// rank 0 already gave drops it.
+    public func adoptEpochClose(_ rankZeroOwes: Bool) {
+        if !rankZeroOwes { pendingClose = nil; return }
+        if pendingClose == nil { pendingClose = PendingClose(epoch: trainer.epoch) }
+    }
 
     public init(config: TrainConfig, splits: DataSplits? = nil, rank: Int = 0, world: Int = 1,
                 reducer: any GradientReducer = LocalReducer()) throws(TrainError) {
@@ -79,6 +106,7 @@ public final class TrainingRun {
     public func run(shouldStop: () -> Bool = { false }, policy: CheckpointPolicy? = nil, onCheckpoint: (Checkpoint) -> Void = { _ in },
                     onEvent: (TrainingEvent) -> Void = { _ in }) throws -> EpochReport? {
         var last: EpochReport?
+        if let pending = pendingClose { last = try close(pending, onEvent) }
         var trainingSeconds = 0.0
         var epochCommunicationStart = reducer.communicationSeconds
         var epochWaitStart = reducer.waitSeconds
@@ -98,43 +126,58 @@ public final class TrainingRun {
                 try writeCheckpoint(onEvent)
             }
             if r.endedEpoch {
-                let isClassification = trainer.network.outputCount > 1 || trainer.loss == .softmaxCrossEntropy
-                var (lossSum, rows, correct) = (r.epochLossSum, Double(r.epochRows), Double(r.epochCorrect))
-                var rankCompute: [Double] = [], rankAllreduce: [Double] = [], rankWait: [Double] = []
-                if world > 1 {
-                    // The epoch's training metrics cover the whole batch, not this rank's slice;
-                    // each rank's timings go in its own cells, so the sum is every rank's figure.
-                    let communication = reducer.communicationSeconds - epochCommunicationStart
-                    var cells = [Float](repeating: 0, count: 3 + 3 * world)
-                    cells[0] = Float(lossSum); cells[1] = Float(rows); cells[2] = Float(correct)
-                    cells[3 + rank] = Float(trainingSeconds - communication)
-                    cells[3 + world + rank] = Float(communication)
-                    cells[3 + 2 * world + rank] = Float(reducer.waitSeconds - epochWaitStart)
-                    let totals = FloatBuffer(cells)
-                    try reducer.reduceTotals(totals)
-                    (lossSum, rows, correct) = (Double(totals.pointer[0]), Double(totals.pointer[1]), Double(totals.pointer[2]))
-                    rankCompute = (0..<world).map { Double(totals.pointer[3 + $0]) }
-                    rankAllreduce = (0..<world).map { Double(totals.pointer[3 + world + $0]) }
-                    rankWait = (0..<world).map { Double(totals.pointer[3 + 2 * world + $0]) }
-                }
-                let (validation, test) = try evaluate()
-                let report = EpochReport(
-                    epoch: r.epoch + 1, trainLoss: lossSum / max(rows, 1),
-                    trainAccuracy: isClassification && trainer.loss == .softmaxCrossEntropy ? correct / max(rows, 1) : nil,
-                    validation: validation, test: test,
-                    seconds: trainingSeconds, rankComputeSeconds: rankCompute, rankAllreduceSeconds: rankAllreduce,
-                    rankWaitSeconds: rankWait)
-                onEvent(.epoch(report))
-                last = report
-                if (r.epoch + 1) % max(config.checkpoint.everyEpochs, 1) == 0 || trainer.isFinished {
-                    try writeCheckpoint(onEvent)
-                }
+                let communication = reducer.communicationSeconds - epochCommunicationStart
+                let pending = PendingClose(epoch: r.epoch + 1, lossSum: r.epochLossSum, rows: Double(r.epochRows),
+                                           correct: Double(r.epochCorrect), trainingSeconds: trainingSeconds,
+                                           communication: communication, wait: reducer.waitSeconds - epochWaitStart)
+                last = try close(pending, onEvent)
                 trainingSeconds = 0
                 epochCommunicationStart = reducer.communicationSeconds
                 epochWaitStart = reducer.waitSeconds
             }
         }
         return last
+    }
+
+    /// Closes an epoch: the group's totals, the shared evaluation, the report and the
+    /// checkpoint. If a collective fails, the epoch stays owed and is closed when `run` is
+    /// called again (a rank lost there would otherwise cost the epoch's report and, after the
+    /// last epoch, the final checkpoint). Closed again after a failure, the training totals
+    /// cover only the rows of the ranks that still hold them; the evaluation is whole.
+    private func close(_ pending: PendingClose, _ onEvent: (TrainingEvent) -> Void) throws -> EpochReport {
+        pendingClose = pending
+        let isClassification = trainer.network.outputCount > 1 || trainer.loss == .softmaxCrossEntropy
+        var (lossSum, rows, correct) = (pending.lossSum, pending.rows, pending.correct)
+        var rankCompute: [Double] = [], rankAllreduce: [Double] = [], rankWait: [Double] = []
+        if world > 1 {
+            // The epoch's training metrics cover the whole batch, not this rank's slice;
+            // each rank's timings go in its own cells, so the sum is every rank's figure.
+            var cells = [Float](repeating: 0, count: 3 + 3 * world)
+            cells[0] = Float(lossSum); cells[1] = Float(rows); cells[2] = Float(correct)
+            cells[3 + rank] = Float(pending.trainingSeconds - pending.communication)
+            cells[3 + world + rank] = Float(pending.communication)
+            cells[3 + 2 * world + rank] = Float(pending.wait)
+            let totals = FloatBuffer(cells)
+            try reducer.reduceTotals(totals)
+            (lossSum, rows, correct) = (Double(totals.pointer[0]), Double(totals.pointer[1]), Double(totals.pointer[2]))
+            rankCompute = (0..<world).map { Double(totals.pointer[3 + $0]) }
+            rankAllreduce = (0..<world).map { Double(totals.pointer[3 + world + $0]) }
+            rankWait = (0..<world).map { Double(totals.pointer[3 + 2 * world + $0]) }
+        }
+        willEvaluate?(pending.epoch)
+        let (validation, test) = try evaluate()
+        pendingClose = nil
+        let report = EpochReport(
+            epoch: pending.epoch, trainLoss: lossSum / max(rows, 1),
+            trainAccuracy: isClassification && trainer.loss == .softmaxCrossEntropy ? correct / max(rows, 1) : nil,
+            validation: validation, test: test,
+            seconds: pending.trainingSeconds, rankComputeSeconds: rankCompute, rankAllreduceSeconds: rankAllreduce,
+            rankWaitSeconds: rankWait)
+        onEvent(.epoch(report))
+        if pending.epoch % max(config.checkpoint.everyEpochs, 1) == 0 || trainer.isFinished {
+            try writeCheckpoint(onEvent)
+        }
+        return report
     }
 
     /// The validation and test sets' evaluations of the current parameters. A group shares the

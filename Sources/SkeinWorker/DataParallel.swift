@@ -83,8 +83,11 @@ struct StateSlot: @unchecked Sendable {
 /// ring as checkpoint bytes. After a rank was lost mid-step, the survivors may stand one step
 /// apart (the allreduce may have finished on some ranks and not on others); the caller makes
 /// the most advanced survivor rank 0. Then every rank continues as its new rank and world.
-public func resynchronize(_ trainer: Trainer, over group: RingGroup) throws {
-    let count = FloatBuffer(count: 1)
+/// Rank 0 also says whether it still owes an epoch's report (`TrainingRun.owesEpochReport`,
+/// passed as `owesEpochReport`); every rank gets that answer back, to close the epoch together.
+@discardableResult
+public func resynchronize(_ trainer: Trainer, over group: RingGroup, owesEpochReport: Bool = false) throws -> Bool {
+    let count = FloatBuffer(count: 2)
     var payload = FloatBuffer(count: 0)
     if group.rank == 0 {
         let bytes = trainer.checkpoint().encoded()
@@ -94,6 +97,7 @@ public func resynchronize(_ trainer: Trainer, over group: RingGroup) throws {
         // Sent as a float: exact up to 2^24 floats (a 64 MiB state), checked.
         guard payload.count < 1 << 24 else { throw TrainError.invalidModel("training state of \(bytes.count) bytes is too large to resynchronise") }
         count.pointer[0] = Float(payload.count)
+        count.pointer[1] = owesEpochReport ? 1 : 0
     }
     let c = StateSlot(count.buffer)
     try runBlocking { () throws(CollectiveError) in try await group.broadcast(c.buffer) }
@@ -110,6 +114,7 @@ public func resynchronize(_ trainer: Trainer, over group: RingGroup) throws {
         try trainer.restore(Checkpoint.decode(bytes, path: "state from the group's rank 0"))
     }
     trainer.regroup(rank: group.rank, world: group.world)
+    return count.pointer[1] == 1
 }
 
 /// Groups that ended badly (a peer died or went silent) are kept open, never closed: closing a

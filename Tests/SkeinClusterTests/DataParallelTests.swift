@@ -144,6 +144,21 @@ struct DataParallelTests {
         #expect(ContinuousClock.now - killed < .seconds(120))
     }
 
+    @Test("a rank killed in an epoch's closing evaluation: the survivors re-form and close that epoch together; no report or checkpoint is lost, the last epoch's included",
+          arguments: [(2, 1), (0, 3)])
+    func killedDuringEpochClose(victim: Int, epoch: Int) async throws {
+        let dir = try TemporaryDirectory.make(prefix: "dpclose")
+        let cfg = try config(in: dir)
+        let p = try ChildProcess("skein", ["train", cfg, "--ranks", "3", "--peer-timeout", "2", "--checkpoint-dir", "\(dir)/ck"],
+                                 environment: ["SKEIN_INJECT_KILL_BEFORE_EVALUATION": "\(victim):\(epoch)"])
+        let status = try await p.waitForExit(timeout: .seconds(180))
+        #expect(status == 0, "\(p.output) \(p.log)")
+        #expect(p.output.contains { $0.hasPrefix("group re-formed: 2 ranks") }, "\(p.output)")
+        #expect(p.output.filter { $0.hasPrefix("epoch ") }.map { String($0.prefix(9)) } == ["epoch 1/3", "epoch 2/3", "epoch 3/3"], "\(p.output)")
+        let checkpoints = (try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/ck")) ?? []
+        #expect(checkpoints.contains { $0.hasSuffix(".ckpt") }, "final checkpoint missing: \(checkpoints)")
+    }
+
     @Test("a rank whose peer never shows up fails within the peer timeout, naming the rank")
     func missingPeer() async throws {
         let dir = try TemporaryDirectory.make(prefix: "dpmissing")

@@ -74,6 +74,13 @@ struct Train: ParsableCommand {
         let run = try cli { () throws(TrainError) in
             try TrainingRun(config: cfg, rank: rank, world: world, reducer: reducer ?? LocalReducer())
         }
+        // Fault injection for tests: SKEIN_INJECT_KILL_BEFORE_EVALUATION=R:E kills rank R just
+        // before epoch E's shared evaluation (after the epoch's totals were summed).
+        if let spec = ProcessInfo.processInfo.environment["SKEIN_INJECT_KILL_BEFORE_EVALUATION"],
+           case let parts = spec.split(separator: ":"), parts.count == 2, let victim = Int(parts[0]), let epoch = Int(parts[1]),
+           victim == rank {
+            run.willEvaluate = { if $0 == epoch { kill(getpid(), SIGKILL) } }
+        }
         if let resume {
             try cli { () throws(TrainError) in try run.resume(from: resume) }
             print("resumed from \(resume) at epoch \(run.trainer.epoch), step \(run.trainer.globalStep)")
@@ -146,7 +153,7 @@ struct Train: ParsableCommand {
                 let group = try cli { () throws(CollectiveError) in try joinRing(rank: newRank, addresses: addresses, epoch: epoch, timeout: timeout) }
                 if let old = reducer?.group { retired.append(old) }
                 reducer?.group = group
-                try resynchronize(t, over: group)
+                run.adoptEpochClose(try resynchronize(t, over: group, owesEpochReport: run.owesEpochReport))
                 lastCommunication = reducer?.communicationSeconds ?? 0
                 if t.rank == 0 && !json { print("group re-formed: \(t.world) ranks, continuing at step \(t.globalStep)") }
                 fflush(nil)
