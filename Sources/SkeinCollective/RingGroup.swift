@@ -71,6 +71,8 @@ public final class RingGroup: @unchecked Sendable {
 
     /// Allreduces whose buffer came from `stagingBuffer` and whose segments were sent in place.
     public private(set) var inPlaceAllreduces = 0
+    /// The last view `stagingBuffer` lent of each half.
+    private var stagedViews: [FloatBuffer?] = [nil, nil]
     /// Send payloads through shared memory (the next rank is on this host and it worked so far).
     public private(set) var sendsThroughSharedMemory: Bool
     let ownAddress: String
@@ -371,7 +373,11 @@ public final class RingGroup: @unchecked Sendable {
         guard let window = outgoingWindow(bytes: layout.windowBytes) else { return nil }
         let nextHalf = Int(allreduces & 1) // `half` once the next allreduce has counted itself
         let start = (window.base + halfStart(window, nextHalf)).bindMemory(to: Float.self, capacity: count)
-        return FloatBuffer(viewing: start, count: count, owner: window)
+        // The same two views serve every step: a training step allocates nothing.
+        if let view = stagedViews[nextHalf], view.pointer == start, view.count == count { return view }
+        let view = FloatBuffer(viewing: start, count: count, owner: window)
+        stagedViews[nextHalf] = view
+        return view
     }
 
     /// The steps of one allreduce of `buffer` (nil when there is nothing to exchange), with
