@@ -31,7 +31,7 @@ let barrier = FloatBuffer(count: 1)
 for bytes in sizes {
     let n = bytes / 4
     let buffer = FloatBuffer(count: n, value: 1)
-    let iterations = max(3, min(1000, (256 << 20) / max(bytes, 1) / 4))
+    let iterations = measuredIterations(bytes: bytes)
     // Warm up (connections, page faults), then time; the same buffer is reused every time.
     for _ in 0..<2 { try await group.allreduce(buffer.buffer) }
     try await group.allreduce(barrier.buffer)
@@ -64,6 +64,14 @@ for bytes in sizes {
     }
 }
 try await group.close()
+
+/// Allreduces per timed measurement: BENCH_MEASURE_MIB (default 512) MiB of buffer in total,
+/// 4 to 1,000 times: a 4 MiB measurement then spans about a second, not 70 ms that one
+/// scheduler hiccup could skew. benchmarks/c/mpi_allreduce.c counts the same way.
+func measuredIterations(bytes: Int) -> Int {
+    let mib = ProcessInfo.processInfo.environment["BENCH_MEASURE_MIB"].flatMap { Int($0) } ?? 512
+    return max(4, min(1000, (mib << 20) / max(bytes, 1)))
+}
 
 /// Keeps this thread busy (not asleep) for `microseconds`, like a step's compute.
 @Sendable func busy(microseconds: Double) {
