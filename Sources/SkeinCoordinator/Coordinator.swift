@@ -21,12 +21,15 @@ public actor Coordinator {
         /// How long an idle worker waits before asking again.
         public var noWorkRetryMilliseconds: UInt32
         public var codeVersion: String
+        /// TCP ports the ranks of groups spanning hosts listen on (see `GroupAddresses`).
+        public var groupPorts: ClosedRange<Int>
         public init(registry: WorkerRegistry.Settings = .init(), adoptionGrace: Double? = nil, noWorkRetryMilliseconds: UInt32 = 50,
-                    codeVersion: String = "skein-0.1") {
+                    codeVersion: String = "skein-0.1", groupPorts: ClosedRange<Int> = GroupAddresses.defaultPorts) {
             self.registry = registry
             self.adoptionGrace = adoptionGrace ?? registry.deadAfter
             self.noWorkRetryMilliseconds = noWorkRetryMilliseconds
             self.codeVersion = codeVersion
+            self.groupPorts = groupPorts
         }
     }
 
@@ -41,6 +44,8 @@ public actor Coordinator {
         /// Workers of ranks 1… of a data-parallel trial (`worker` runs rank 0; a worker with
         /// several ranks appears once per rank).
         var members: [String] = []
+        /// The TCP ports a group spanning hosts listens on (kept clear of the next groups).
+        var ports: [GroupAddresses.HostPort] = []
         /// Every worker holding this lease.
         var holders: Set<String> { Set(members + (worker.map { [$0] } ?? [])) }
     }
@@ -338,7 +343,7 @@ public actor Coordinator {
 
     /// Starts a data-parallel attempt on the reserved slots: one store transaction, then one
     /// assignment per rank (rank 0 on the first slot reports for the group). Peers talk over
-    /// ipc:// when every rank is on one host, else tcp:// on a port derived from the group epoch.
+    /// ipc:// when every rank is on one host, else tcp:// (`GroupAddresses`).
     private func startGroup(_ f: Formation, now t: Double) throws -> [(rankWorker: String, assignment: Assignment)] {
         let trial: TrialRecord, sweepID: Int64
         var resume = ""
@@ -364,13 +369,14 @@ public actor Coordinator {
         for w in Set(f.slots) { registry.onLeaseGranted(first.lease, to: w) }
         let epoch = UInt64.random(in: 1...UInt64.max)
         let hosts = f.slots.map { registry.workers[$0]?.host ?? "" }
-        let peers = (0..<f.slots.count).map { r in
-            Set(hosts).count == 1 ? "ipc:///tmp/skein-group-\(String(epoch, radix: 16))-\(r).ipc"
-                                  : "tcp://\(hosts[r]):\(20000 + Int((epoch &+ UInt64(r)) % 20000))"
-        }.joined(separator: ",")
+        let taken = Set(running.values.flatMap(\.ports))
+        let (addresses, ports) = GroupAddresses.assign(hosts: hosts, epoch: epoch, ports: settings.groupPorts, taken: taken)
+        running[trial.id]?.ports = ports
+        let peers = addresses.joined(separator: ",")
+        let over = ports.isEmpty ? "ipc" : "tcp"
         try store.appendEvent(.leaseGranted, sweepID: sweepID, trialID: trial.id, attempt: trial.attempt, workerID: f.slots[0],
-                              detail: "data-parallel group of \(f.slots.count): \(f.slots.joined(separator: ", "))")
-        log.info("\(first.lease): data-parallel group of \(f.slots.count) on \(f.slots.joined(separator: ", "))")
+                              detail: "data-parallel group of \(f.slots.count) over \(over): \(f.slots.joined(separator: ", "))")
+        log.info("\(first.lease): data-parallel group of \(f.slots.count) over \(over): \(addresses.joined(separator: ", "))")
         return f.slots.enumerated().map { r, w in
             var a = first
             a.rank = UInt32(r); a.world = UInt32(f.slots.count); a.peers = peers; a.groupEpoch = epoch

@@ -51,6 +51,42 @@ struct GroupSweepTests {
         for t in trials { #expect(try store.series(trialID: t.id, name: "test_accuracy", steps: nil).count == 3) }
     }
 
+    @Test("workers advertising different hosts form their group over tcp://, on ports from --group-ports, and it completes")
+    func groupAcrossHosts() async throws {
+        // 127.0.0.1 and 127.0.0.2 are both this machine, but to the coordinator two hosts: the
+        // ring links go over TCP as they would between machines.
+        let ports = 20000 + Int.random(in: 0..<100) * 100
+        let cluster = try await LocalCluster(coordinatorArguments: ["--group-ports", "\(ports)-\(ports + 99)"])
+        defer { cluster.stop() }
+        try cluster.addWorker("a", environment: ["SKEIN_ADVERTISE_HOST": "127.0.0.1"])
+        try cluster.addWorker("b", environment: ["SKEIN_ADVERTISE_HOST": "127.0.0.2"])
+        try await cluster.submit(Self.sweep("dptcp", trials: 1), name: "dptcp")
+        let sweep = try await cluster.waitForSweep("dptcp", timeout: .seconds(240))
+        #expect(sweep.status == .completed)
+        let store = try cluster.store
+        let trials = try store.trials(sweepID: sweep.id)
+        #expect(trials.count == 1 && trials.allSatisfy { $0.status == .completed && $0.attempt == 1 })
+        #expect((trials.first?.objective ?? 0) > 0.7)
+        let group = try #require(try store.events(sweepID: sweep.id, limit: 100).first { $0.detail.hasPrefix("data-parallel group of 2") })
+        #expect(group.detail.hasPrefix("data-parallel group of 2 over tcp:"), "\(group.detail)")
+        // The coordinator's log names the addresses: one rank on each host, inside the range.
+        let line = try #require(cluster.coordinator.log.split(separator: "\n").first { $0.contains("data-parallel group of 2 over tcp") })
+        for host in ["127.0.0.1", "127.0.0.2"] {
+            let port = try #require(line.firstRange(of: "tcp://\(host):").map { Int(line[$0.upperBound...].prefix(5)) } ?? nil)
+            #expect((ports...(ports + 99)).contains(port), "\(line)")
+        }
+    }
+
+    @Test("a bad --group-ports or --advertise-host is refused with a line that names it")
+    func badAddressOptions() async throws {
+        let c = try ChildProcess("skein", ["coordinator", "--group-ports", "30000-20000", "--run-dir", try TemporaryDirectory.make(prefix: "ports")])
+        #expect(try await c.waitForExit() != 0)
+        #expect(c.log.contains("--group-ports must be LOW-HIGH"), "\(c.log)")
+        let w = try ChildProcess("skein", ["worker", "--advertise-host", "tcp://10.0.0.1:5", "--run-dir", try TemporaryDirectory.make(prefix: "host")])
+        #expect(try await w.waitForExit() != 0)
+        #expect(w.log.contains("--advertise-host (or SKEIN_ADVERTISE_HOST) must be a host name"), "\(w.log)")
+    }
+
     @Test("kill -9 a worker running a rank: the group's attempt ends, re-forms on the workers left, resumes from its checkpoint and completes")
     func rankKilled() async throws {
         let cluster = try await LocalCluster()

@@ -11,12 +11,13 @@ final class LocalCluster: @unchecked Sendable {
     private(set) var workers: [ChildProcess] = []
     let heartbeat: Double
 
-    init(transport: String = "ipc", heartbeat: Double = 0.5) async throws {
+    init(transport: String = "ipc", heartbeat: Double = 0.5, coordinatorArguments: [String] = []) async throws {
         dir = try TemporaryDirectory.make(prefix: "cluster")
         try "test-token-\(UUID().uuidString)\n".write(toFile: "\(dir)/token", atomically: true, encoding: .utf8)
         self.heartbeat = heartbeat
         let listen = transport == "tcp" ? "tcp://127.0.0.1:0" : "ipc://\(dir)/coordinator.ipc"
-        coordinator = try ChildProcess("skein", ["coordinator", "--listen", listen, "--run-dir", dir, "--heartbeat", String(heartbeat)])
+        coordinator = try ChildProcess("skein", ["coordinator", "--listen", listen, "--run-dir", dir, "--heartbeat", String(heartbeat)]
+                                       + coordinatorArguments)
         let line = try await coordinator.waitForLine(startingWith: "listening ")
         address = String(line.dropFirst("listening ".count))
     }

@@ -66,3 +66,50 @@ struct CoordinatorLogicTests {
         #expect(done && left == [7])
     }
 }
+
+@Suite("Group addresses")
+struct GroupAddressesTests {
+    typealias HostPort = GroupAddresses.HostPort
+
+    @Test("ranks all on one host get ipc:// paths named by the epoch, and hold no TCP port")
+    func oneHost() {
+        let (peers, ports) = GroupAddresses.assign(hosts: ["h", "h", "h"], epoch: 255, ports: 20000...20063, taken: [])
+        #expect(peers == (0..<3).map { "ipc:///tmp/skein-group-ff-\($0).ipc" })
+        #expect(ports.isEmpty)
+    }
+
+    @Test("ranks on several hosts get tcp:// ports inside the range, distinct on a host, clear of the ports other groups hold")
+    func severalHosts() {
+        let range = 20000...20063
+        // Epoch 64 starts rank 0 at 20000; ranks 0 and 1 share host a.
+        let (peers, ports) = GroupAddresses.assign(hosts: ["a", "a", "b"], epoch: 64, ports: range, taken: [])
+        #expect(peers == ["tcp://a:20000", "tcp://a:20001", "tcp://b:20002"])
+        #expect(ports == [HostPort(host: "a", port: 20000), HostPort(host: "a", port: 20001), HostPort(host: "b", port: 20002)])
+        // Another group with the same start, while the first runs: on host a it moves past 20000
+        // and 20001; on host b, 20001 is free (the first group holds 20002 there).
+        let taken = Set(ports)
+        let next = GroupAddresses.assign(hosts: ["a", "b"], epoch: 64, ports: range, taken: taken)
+        #expect(next.peers == ["tcp://a:20002", "tcp://b:20001"])
+        // The search wraps around the end of the range.
+        let wrapped = GroupAddresses.assign(hosts: ["a", "b"], epoch: 63, ports: range,
+                                            taken: [HostPort(host: "a", port: 20063), HostPort(host: "b", port: 20000)])
+        #expect(wrapped.peers == ["tcp://a:20000", "tcp://b:20001"])
+        // Any epoch: every port in range, no two ranks of a host on one port.
+        for epoch in [UInt64.max, 1, 12345, 1 << 40] {
+            let g = GroupAddresses.assign(hosts: ["x", "y", "x", "y", "x"], epoch: epoch, ports: range, taken: taken)
+            #expect(g.ports.allSatisfy { range.contains($0.port) } && Set(g.ports).count == 5)
+        }
+        // An IPv6 literal is bracketed in the URL.
+        #expect(GroupAddresses.assign(hosts: ["::1", "10.0.0.2"], epoch: 64, ports: range, taken: []).peers
+                == ["tcp://[::1]:20000", "tcp://10.0.0.2:20001"])
+    }
+
+    @Test("--group-ports parses LOW-HIGH and refuses privileged, inverted, out-of-range and tiny ranges")
+    func parsePorts() {
+        #expect(GroupAddresses.parsePorts("20000-32767") == 20000...32767)
+        #expect(GroupAddresses.defaultPorts.upperBound < 32768) // below Linux's ephemeral ports
+        for bad in ["", "20000", "20000-", "-20000", "80-1000", "30000-20000", "60000-70000", "20000-20010", "a-b", "1-2-3"] {
+            #expect(GroupAddresses.parsePorts(bad) == nil, "\(bad)")
+        }
+    }
+}

@@ -32,8 +32,17 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "TLS certificate (PEM) for tls+tcp://.") var tlsCert: String?
     @Option(help: "TLS private key (PEM).") var tlsKey: String?
     @Option(help: "CA (PEM) that client certificates must chain to; omit to not require client certificates.") var tlsCa: String?
+    @Option(help: ArgumentHelp("TCP ports (LOW-HIGH) the ranks of a data-parallel trial spanning hosts listen on; open them between workers.",
+                               valueName: "low-high"))
+    var groupPorts: String = "\(GroupAddresses.defaultPorts.lowerBound)-\(GroupAddresses.defaultPorts.upperBound)"
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String?
+
+    func validate() throws {
+        guard GroupAddresses.parsePorts(groupPorts) != nil else {
+            throw ValidationError("--group-ports must be LOW-HIGH with 1024 <= LOW <= HIGH <= 65535 and at least 64 ports (got '\(groupPorts)')")
+        }
+    }
 
     func run() async throws {
         bootstrapLogging(logLevel)
@@ -45,7 +54,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         let address = listen ?? Defaults.address(runDirectory: dir)
         let runStore = try cli { () throws(StoreError) in try SQLiteRunStore(path: storePath) }
         let coordinator = Coordinator(store: runStore, token: token,
-                                      settings: .init(registry: .init(heartbeatInterval: heartbeat)), logger: log)
+                                      settings: .init(registry: .init(heartbeatInterval: heartbeat),
+                                                      groupPorts: GroupAddresses.parsePorts(groupPorts)!), logger: log)
         try await coordinator.recover()
         let tls = tlsCert.map { TLSConfiguration(certificatePath: $0, keyPath: tlsKey, certificateAuthorityPath: tlsCa, requirePeerCertificate: tlsCa != nil) }
         let server = CoordinatorServer(coordinator: coordinator, address: address, tls: tls, logger: log)

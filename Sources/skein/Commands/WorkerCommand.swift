@@ -24,6 +24,9 @@ struct WorkerCommand: AsyncParsableCommand {
     var tokenFile: String?
     @Option(help: "Worker name (shown in `skein workers`). Default: host-pid.")
     var name: String?
+    @Option(help: ArgumentHelp("Host name or IP address other workers reach this one at, for data-parallel trials spanning hosts. Default: $SKEIN_ADVERTISE_HOST, else this machine's host name.",
+                               valueName: "host"))
+    var advertiseHost: String?
     @Option(help: "Run directory for the defaults.")
     var runDir: String?
     @Option(help: "Directory for trial checkpoints and scratch files. Default: <run dir>/workers/<name>.")
@@ -35,6 +38,15 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
+        if let h = advertiseHost ?? ProcessInfo.processInfo.environment["SKEIN_ADVERTISE_HOST"], !Self.isValidHost(h) {
+            throw ValidationError("--advertise-host (or SKEIN_ADVERTISE_HOST) must be a host name or IP address, without scheme or port (got '\(h)')")
+        }
+    }
+
+    /// A host name, IPv4 address or IPv6 literal: what goes between `tcp://` and `:PORT`.
+    static func isValidHost(_ h: String) -> Bool {
+        !h.isEmpty && h.count <= 253 && h.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || ".-:[]_".contains($0)) }
+            && !h.hasPrefix("-") && (h.contains(":") || !h.contains("["))
     }
 
     func run() async throws {
@@ -44,7 +56,8 @@ struct WorkerCommand: AsyncParsableCommand {
         let token = try readToken(tokenFile ?? Defaults.tokenFile(runDirectory: dir))
         let tls = tlsCa.map { TLSConfiguration(certificateAuthorityPath: $0, serverName: tlsServerName) }
         let worker = try Worker(settings: .init(
-            joinAddress: join ?? Defaults.address(runDirectory: dir), tls: tls, token: token, name: workerName, host: hostName(),
+            joinAddress: join ?? Defaults.address(runDirectory: dir), tls: tls, token: token, name: workerName,
+            host: advertiseHost ?? ProcessInfo.processInfo.environment["SKEIN_ADVERTISE_HOST"] ?? hostName(),
             slots: slots, workDirectory: workDir ?? "\(dir)/workers/\(workerName)"))
         let signals = SignalHandler { _ in worker.drain() }
         do {
