@@ -87,12 +87,19 @@ struct GroupSweepTests {
         #expect(w.log.contains("--advertise-host (or SKEIN_ADVERTISE_HOST) must be a host name"), "\(w.log)")
     }
 
-    @Test("kill -9 a worker running a rank: the group's attempt ends, re-forms on the workers left, resumes from its checkpoint and completes")
-    func rankKilled() async throws {
+    @Test("kill -9 a worker running a rank: the group's attempt ends, re-forms on the workers left, resumes from its checkpoint and completes",
+          arguments: ["ipc", "tcp"])
+    func rankKilled(links: String) async throws {
         let cluster = try await LocalCluster()
         defer { cluster.stop() }
-        let victim = try cluster.addWorker("victim")
-        try cluster.addWorker("b")
+        // tcp: each worker advertises its own loopback address, so the groups span "hosts".
+        var host = 0
+        func advertise() -> [String: String] {
+            host += 1
+            return links == "tcp" ? ["SKEIN_ADVERTISE_HOST": "127.0.0.\(host)"] : [:]
+        }
+        let victim = try cluster.addWorker("victim", environment: advertise())
+        try cluster.addWorker("b", environment: advertise())
         try await cluster.submit(Self.sweep("dpk", trials: 1, epochs: 8), name: "dpk")
         let store = try cluster.store
         // The only two workers form the group; wait for a checkpoint past step 20, add a third
@@ -108,7 +115,7 @@ struct GroupSweepTests {
             if let s = try store.sweep(named: "dpk"), s.status != .running { Issue.record("finished before the victim was used"); return }
             try await Task.sleep(for: .milliseconds(20))
         }
-        try cluster.addWorker("c")
+        try cluster.addWorker("c", environment: advertise())
         victim.kill(SIGKILL)
         let sweep = try await cluster.waitForSweep("dpk", timeout: .seconds(240))
         #expect(sweep.status == .completed)
@@ -121,6 +128,7 @@ struct GroupSweepTests {
         let groups = events.filter { $0.detail.hasPrefix("data-parallel group of 2") }
         #expect(groups.count >= 2, "re-formed: \(groups.map(\.detail))")
         #expect(groups.last.map { !$0.detail.contains("victim-") } == true, "the new group leaves the dead worker out")
+        #expect(groups.allSatisfy { $0.detail.hasPrefix("data-parallel group of 2 over \(links):") }, "\(groups.map(\.detail))")
     }
 
     @Test("a rank made slower (fault injection: a delay per step) is named as the straggler by skein status")
