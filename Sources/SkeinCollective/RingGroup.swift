@@ -112,6 +112,17 @@ public final class RingGroup: @unchecked Sendable {
         world <= sysconf(Int32(_SC_NPROCESSORS_ONLN)) ? .milliseconds(2) : .zero
     }
 
+    /// Where a rank whose address is `tcp://HOST:PORT` listens: every interface, on PORT. HOST
+    /// is how the other ranks reach it, and a host name can resolve differently here than
+    /// there (Debian and cloud-init map a machine's own name to 127.0.1.1 in /etc/hosts), so
+    /// binding to it could leave the rank unreachable from other hosts.
+    static func listenAddress(_ address: String) -> String {
+        guard address.hasPrefix("tcp://"), let colon = address.lastIndex(of: ":"),
+              address[address.index(after: colon)...].allSatisfy(\.isNumber) else { return address }
+        let host = address[address.index(address.startIndex, offsetBy: 6)..<colon]
+        return (host.hasPrefix("[") ? "tcp://[::]" : "tcp://0.0.0.0") + address[colon...]
+    }
+
     var nextRank: Int { (rank + 1) % world }
     var prevRank: Int { (rank + world - 1) % world }
 
@@ -144,7 +155,7 @@ public final class RingGroup: @unchecked Sendable {
         var listener: StreamListener?
         do {
             if tls == nil && ownAddress.hasPrefix("tcp://") {
-                listener = try StreamListener(ownAddress)
+                listener = try StreamListener(Self.listenAddress(ownAddress))
                 prev = nil // taken from the listener below
             } else {
                 let p = try Socket(.pair, options: options)

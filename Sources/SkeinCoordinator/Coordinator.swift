@@ -45,7 +45,7 @@ public actor Coordinator {
         /// several ranks appears once per rank).
         var members: [String] = []
         /// The TCP ports a group spanning hosts listens on (kept clear of the next groups).
-        var ports: [GroupAddresses.HostPort] = []
+        var ports: [Int] = []
         /// Every worker holding this lease.
         var holders: Set<String> { Set(members + (worker.map { [$0] } ?? [])) }
     }

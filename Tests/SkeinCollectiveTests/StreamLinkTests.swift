@@ -44,6 +44,30 @@ struct StreamLinkTests {
         try await closing
     }
 
+    @Test("a tcp rank listens on every interface: it is reached at the address the others know, even if its own name resolves elsewhere")
+    func listensEverywhere() async throws {
+        #expect(RingGroup.listenAddress("tcp://node-7:20001") == "tcp://0.0.0.0:20001")
+        #expect(RingGroup.listenAddress("tcp://[fe80::1]:20002") == "tcp://[::]:20002")
+        #expect(RingGroup.listenAddress("ipc:///tmp/x.ipc") == "ipc:///tmp/x.ipc")
+        // Rank 1's own list names it 127.0.0.3 (as a machine whose name maps to 127.0.1.1 in
+        // its /etc/hosts sees itself); rank 0 reaches it at 127.0.0.2. Bound to its own idea of
+        // its address, rank 1 would never be reached.
+        let ports = try freeTCPAddresses(2).map { $0.split(separator: ":").last! }
+        let seenByZero = ["tcp://127.0.0.1:\(ports[0])", "tcp://127.0.0.2:\(ports[1])"]
+        let seenByOne = ["tcp://127.0.0.1:\(ports[0])", "tcp://127.0.0.3:\(ports[1])"]
+        async let zero = RingGroup(rank: 0, addresses: seenByZero, epoch: 4, timeout: .seconds(5))
+        let one = try await RingGroup(rank: 1, addresses: seenByOne, epoch: 4, timeout: .seconds(5))
+        let rankZero = try await zero
+        let a = FloatBuffer(count: 1000, value: 1), b = FloatBuffer(count: 1000, value: 2)
+        async let other: Void = one.allreduce(b.buffer)
+        try await rankZero.allreduce(a.buffer)
+        try await other
+        #expect(a.array.allSatisfy { $0 == 3 } && b.array.allSatisfy { $0 == 3 })
+        async let closing: Void = one.close()
+        try await rankZero.close()
+        try await closing
+    }
+
     @Test("over tcp, a rank of another group (other epoch) is refused: joining fails naming it as stale")
     func staleRank() async throws {
         let addresses = try freeTCPAddresses(2)

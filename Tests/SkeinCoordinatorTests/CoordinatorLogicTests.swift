@@ -69,8 +69,6 @@ struct CoordinatorLogicTests {
 
 @Suite("Group addresses")
 struct GroupAddressesTests {
-    typealias HostPort = GroupAddresses.HostPort
-
     @Test("ranks all on one host get ipc:// paths named by the epoch, and hold no TCP port")
     func oneHost() {
         let (peers, ports) = GroupAddresses.assign(hosts: ["h", "h", "h"], epoch: 255, ports: 20000...20063, taken: [])
@@ -78,26 +76,24 @@ struct GroupAddressesTests {
         #expect(ports.isEmpty)
     }
 
-    @Test("ranks on several hosts get tcp:// ports inside the range, distinct on a host, clear of the ports other groups hold")
+    @Test("ranks on several hosts get tcp:// ports inside the range, each distinct and clear of the ports other groups hold")
     func severalHosts() {
         let range = 20000...20063
         // Epoch 64 starts rank 0 at 20000; ranks 0 and 1 share host a.
         let (peers, ports) = GroupAddresses.assign(hosts: ["a", "a", "b"], epoch: 64, ports: range, taken: [])
         #expect(peers == ["tcp://a:20000", "tcp://a:20001", "tcp://b:20002"])
-        #expect(ports == [HostPort(host: "a", port: 20000), HostPort(host: "a", port: 20001), HostPort(host: "b", port: 20002)])
-        // Another group with the same start, while the first runs: on host a it moves past 20000
-        // and 20001; on host b, 20001 is free (the first group holds 20002 there).
-        let taken = Set(ports)
-        let next = GroupAddresses.assign(hosts: ["a", "b"], epoch: 64, ports: range, taken: taken)
-        #expect(next.peers == ["tcp://a:20002", "tcp://b:20001"])
+        #expect(ports == [20000, 20001, 20002])
+        // Another group with the same start, while the first runs, moves past its ports (on
+        // any host: ranks listen on every interface, and two advertised hosts may be one machine).
+        let next = GroupAddresses.assign(hosts: ["c", "b"], epoch: 64, ports: range, taken: Set(ports))
+        #expect(next.peers == ["tcp://c:20003", "tcp://b:20004"])
         // The search wraps around the end of the range.
-        let wrapped = GroupAddresses.assign(hosts: ["a", "b"], epoch: 63, ports: range,
-                                            taken: [HostPort(host: "a", port: 20063), HostPort(host: "b", port: 20000)])
-        #expect(wrapped.peers == ["tcp://a:20000", "tcp://b:20001"])
-        // Any epoch: every port in range, no two ranks of a host on one port.
+        let wrapped = GroupAddresses.assign(hosts: ["a", "b"], epoch: 63, ports: range, taken: [20063, 20000])
+        #expect(wrapped.peers == ["tcp://a:20001", "tcp://b:20002"])
+        // Any epoch: every port in range, no two ranks on one port.
         for epoch in [UInt64.max, 1, 12345, 1 << 40] {
-            let g = GroupAddresses.assign(hosts: ["x", "y", "x", "y", "x"], epoch: epoch, ports: range, taken: taken)
-            #expect(g.ports.allSatisfy { range.contains($0.port) } && Set(g.ports).count == 5)
+            let g = GroupAddresses.assign(hosts: ["x", "y", "x", "y", "x"], epoch: epoch, ports: range, taken: Set(ports))
+            #expect(g.ports.allSatisfy { range.contains($0) && !ports.contains($0) } && Set(g.ports).count == 5)
         }
         // An IPv6 literal is bracketed in the URL.
         #expect(GroupAddresses.assign(hosts: ["::1", "10.0.0.2"], epoch: 64, ports: range, taken: []).peers
