@@ -23,13 +23,18 @@ public actor Coordinator {
         public var codeVersion: String
         /// TCP ports the ranks of groups spanning hosts listen on (see `GroupAddresses`).
         public var groupPorts: ClosedRange<Int>
+        /// Times in a row a trial's data-parallel group may fail to form (a rank unreachable)
+        /// before that counts as a failed attempt, with an error that says what to check.
+        public var maxGroupFormations: Int
         public init(registry: WorkerRegistry.Settings = .init(), adoptionGrace: Double? = nil, noWorkRetryMilliseconds: UInt32 = 50,
-                    codeVersion: String = "skein-0.1", groupPorts: ClosedRange<Int> = GroupAddresses.defaultPorts) {
+                    codeVersion: String = "skein-0.1", groupPorts: ClosedRange<Int> = GroupAddresses.defaultPorts,
+                    maxGroupFormations: Int = 3) {
             self.registry = registry
             self.adoptionGrace = adoptionGrace ?? registry.deadAfter
             self.noWorkRetryMilliseconds = noWorkRetryMilliseconds
             self.codeVersion = codeVersion
             self.groupPorts = groupPorts
+            self.maxGroupFormations = max(1, maxGroupFormations)
         }
     }
 
@@ -71,6 +76,8 @@ public actor Coordinator {
     private var clientSessions: Set<String> = []
     private var draining = false
     private var formation: Formation?
+    /// Per trial, how many times in a row its group failed to form (see `maxGroupFormations`).
+    private var unformed: [Int64: Int] = [:]
     /// Rank assignments of formed groups, waiting for their worker's next work request.
     private var outbox: [String: [Assignment]] = [:]
 
@@ -423,21 +430,35 @@ public actor Coordinator {
         guard !results.isEmpty else { return }
         var ends: [AttemptEnd] = []
         var ended: [(Running, requeued: Bool)] = []
-        for f in results {
+        for var f in results {
             guard let r = running[f.lease.trialID], r.lease == f.lease else {
                 log.warning("refused a late result for \(f.lease) (lease no longer current)")
                 ends.append(AttemptEnd(trialID: f.lease.trialID, attempt: Int(f.lease.attempt), outcome: AttemptOutcome(status: .cancelled), metrics: []))
                 continue
             }
+            // A group that will not form (an unreachable rank: a firewall, a wrong advertised
+            // host) is handed back a few times, then fails like any attempt, saying why.
+            let formations = f.outcome == .groupUnformed ? (unformed[f.lease.trialID] ?? 0) + 1 : 0
+            unformed[f.lease.trialID] = formations > 0 ? formations : nil
+            if formations >= settings.maxGroupFormations {
+                unformed[f.lease.trialID] = nil
+                f.outcome = .failed
+                f.error = "could not form its data-parallel group \(formations) times in a row (last: \(f.error)); check that its "
+                    + "workers reach each other at the hosts they advertise (skein worker --advertise-host) on the ports of "
+                    + "skein coordinator --group-ports (\(settings.groupPorts.lowerBound)-\(settings.groupPorts.upperBound))"
+            }
             let retries = scheduler.sweeps[r.sweepID]?.config.retries ?? 0
-            if (f.outcome == .failed && Int(f.lease.attempt) <= retries) || f.outcome == .handedBack {
+            if (f.outcome == .failed && Int(f.lease.attempt) <= retries) || f.outcome == .handedBack || f.outcome == .groupUnformed {
                 try store.appendMetrics(rows(f.points, f.lease))
                 let why = f.outcome == .handedBack ? "handed back by its worker"
+                    : f.outcome == .groupUnformed ? "its data-parallel group did not form (\(formations) of \(settings.maxGroupFormations)): \(f.error)"
                     : "attempt \(f.lease.attempt) failed (exit \(f.exitStatus)): \(f.error); retrying"
                 _ = try store.revokeLease(trialID: f.lease.trialID, attempt: Int(f.lease.attempt), reason: why)
                 if f.outcome == .failed {
                     try store.recordAttemptError(trialID: f.lease.trialID, error: f.error, logTail: f.logTail)
                     log.info("\(f.lease) failed: \(f.error); queued for retry")
+                } else if f.outcome == .groupUnformed {
+                    log.warning("\(f.lease): \(why); queued again")
                 }
                 ended.append((r, true))
                 continue

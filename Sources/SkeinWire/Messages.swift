@@ -233,7 +233,9 @@ public struct MetricBatch: WireCodable {
 /// How an attempt ended, with the metric points not yet sent (so a short trial needs one
 /// message, not two).
 public struct TrialFinished: WireCodable {
-    public enum Outcome: UInt8, Sendable { case completed = 1, failed = 2, pruned = 3, cancelled = 4, handedBack = 5 }
+    /// `groupUnformed`: a data-parallel rank could not join its group's ring (a peer never
+    /// answered); handed back like `handedBack`, but the coordinator counts these per trial.
+    public enum Outcome: UInt8, Sendable { case completed = 1, failed = 2, pruned = 3, cancelled = 4, handedBack = 5, groupUnformed = 6 }
     public var lease: Lease
     public var outcome: Outcome
     /// The objective's final value; NaN when there is none.

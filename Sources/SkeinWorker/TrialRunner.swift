@@ -100,7 +100,7 @@ public struct TrialRunner: Sendable {
             do {
                 reducer = RingReducer(group: try joinRing(rank: rank, addresses: addresses, epoch: epoch, timeout: timeout))
             } catch {
-                return TrialResult(outcome: .handedBack, objective: .nan, exitStatus: 0, error: "could not form the group: \(error)", logTail: "")
+                return TrialResult(outcome: .groupUnformed, objective: .nan, exitStatus: 0, error: "could not form the group: \(error)", logTail: "")
             }
         }
         // Rank 0 speaks for a group: metrics and checkpoints come from it alone (the ranks hold

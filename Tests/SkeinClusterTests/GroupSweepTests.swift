@@ -77,6 +77,23 @@ struct GroupSweepTests {
         }
     }
 
+    @Test("a group that cannot form (a rank advertises an address nobody reaches) is handed back, then fails after 3 tries saying what to check")
+    func groupNeverForms() async throws {
+        let cluster = try await LocalCluster()
+        defer { cluster.stop() }
+        try cluster.addWorker("a", environment: ["SKEIN_ADVERTISE_HOST": "127.0.0.1"])
+        try cluster.addWorker("b", environment: ["SKEIN_ADVERTISE_HOST": "192.0.2.1"]) // TEST-NET-1: never answers
+        try await cluster.submit(Self.sweep("dpun", trials: 1), name: "dpun")
+        let sweep = try await cluster.waitForSweep("dpun", timeout: .seconds(120))
+        let store = try cluster.store
+        let t = try #require(try store.trials(sweepID: sweep.id).first)
+        #expect(t.status == .failed && t.attempt == 3, "\(t.status) attempt \(t.attempt)")
+        #expect(t.error?.contains("could not form its data-parallel group 3 times in a row") == true, "\(t.error ?? "")")
+        #expect(t.error?.contains("--advertise-host") == true && t.error?.contains("--group-ports") == true)
+        let unformed = try store.events(sweepID: sweep.id, limit: 200).filter { $0.detail.contains("its data-parallel group did not form") }
+        #expect(unformed.count == 2, "\(unformed.map(\.detail))")
+    }
+
     @Test("a bad --group-ports or --advertise-host is refused with a line that names it")
     func badAddressOptions() async throws {
         let c = try ChildProcess("skein", ["coordinator", "--group-ports", "30000-20000", "--run-dir", try TemporaryDirectory.make(prefix: "ports")])
