@@ -175,7 +175,8 @@ public final class Trainer {
     public private(set) var stepInEpoch = 0
     public private(set) var globalStep = 0
     /// Running totals of the current epoch; part of a checkpoint, so an epoch's metrics are the
-    /// same whether or not it was interrupted.
+    /// same whether or not it was interrupted (one process; a group resumed mid-epoch reports
+    /// that epoch over rank 0's rows before the checkpoint and every rank's after it).
     private var epochLossSum = 0.0
     private var epochRows = 0
     private var epochCorrect = 0
@@ -243,6 +244,11 @@ public final class Trainer {
             exactSums.write(into: network.gradients.pointer)
         } else {
             network.useGradientStorage(reducer.gradientStorage(count: network.parameterCount))
+            if world > 1 {
+                // A rank's dropout stream is a function of (rank, step): a group resumed from a
+                // checkpoint (rank 0's, restored on every rank) draws the masks it would have.
+                dropoutRNG = Xoshiro256(seed: Seed.derive(seed, Seed.label("dropout"), UInt64(rank), UInt64(globalStep), UInt64(world)))
+            }
             let rows = Permutation.shard(of: order, step: stepInEpoch, globalBatch: settings.batchSize, rank: rank, world: world)
             gather(rows)
             n = rows.count
@@ -405,8 +411,10 @@ public final class Trainer {
         epoch = c.epoch
         stepInEpoch = c.stepInEpoch
         globalStep = c.globalStep
-        epochLossSum = c.epochLossSum
-        epochRows = c.epochRows
-        epochCorrect = c.epochCorrect
+        // A group's checkpoint is rank 0's: its running totals are rank 0's share alone, so the
+        // other ranks start the epoch's totals afresh (as after `regroup`), not count it twice.
+        epochLossSum = rank == 0 ? c.epochLossSum : 0
+        epochRows = rank == 0 ? c.epochRows : 0
+        epochCorrect = rank == 0 ? c.epochCorrect : 0
     }
 }

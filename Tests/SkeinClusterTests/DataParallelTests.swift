@@ -93,6 +93,33 @@ struct DataParallelTests {
         #expect(fastOne != fastTwo, "fast reduction unexpectedly identical across world sizes")
     }
 
+    @Test("2 ranks with dropout resumed from a mid-epoch checkpoint end with the weights of a run straight through")
+    func resumeIsExact() async throws {
+        let dir = try TemporaryDirectory.make(prefix: "dpresume")
+        let cfg = "\(dir)/resume.yaml"
+        try """
+        name: dp-resume
+        seed: 5
+        data: {dataset: fashion-mnist, limit: 6000, normalize: standard}
+        model: {kind: mlp, hidden: [64], activation: relu, dropout: 0.2}
+        training:
+          epochs: 2
+          batch_size: 256
+          optimizer: {name: adam, lr: 0.002}
+          log_every: 1000
+        checkpoint: {every_steps: 20}
+        """.write(toFile: cfg, atomically: true, encoding: .utf8)
+        func last(_ ck: String) throws -> Data {
+            let name = try #require(try FileManager.default.contentsOfDirectory(atPath: ck).filter { $0.hasSuffix(".ckpt") }.sorted().last)
+            return try Data(contentsOf: URL(fileURLWithPath: "\(ck)/\(name)"))
+        }
+        let straight = try await train([cfg, "--ranks", "2", "--checkpoint-dir", "\(dir)/a"])
+        // Step 20 lies inside epoch 1 (24 steps of 256 rows): every rank restores rank 0's state.
+        let resumed = try await train([cfg, "--ranks", "2", "--checkpoint-dir", "\(dir)/b", "--resume", "\(dir)/a/step-00000020.ckpt"])
+        #expect(try last("\(dir)/a") == last("\(dir)/b"), "the resumed group ended with other weights")
+        #expect(straight.last?["test_loss"] == resumed.last?["test_loss"] && straight.last?["train_loss"] == resumed.last?["train_loss"])
+    }
+
     @Test("--ranks pins rank r to the r-th CPU it may use, round robin past the last (--bind core), and leaves them free with --bind none")
     func ranksArePinned() async throws {
         func allowed(_ pid: String) -> String? {
