@@ -34,6 +34,7 @@ public enum GroupAddresses {
         }
         return (zip(hosts, chosen).map { "tcp://\(urlHost($0)):\($1)" }, chosen)
     }
+
     /// An IPv6 literal goes in brackets in a URL (`tcp://[::1]:20000`).
     static func urlHost(_ host: String) -> String {
         host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host

@@ -6,19 +6,21 @@ import SkeinTestSupport
 /// ring allreduce over ipc://) against one process with the same global batch.
 @Suite("Data-parallel training (separate processes)", .serialized)
 struct DataParallelTests {
-    /// A quick MLP on 12,000 Fashion-MNIST rows, global batch 256, no dropout.
-    func config(in dir: String) throws -> String {
-        let path = "\(dir)/dp.yaml"
+    /// A quick MLP on Fashion-MNIST rows, global batch 256 (default: 12,000 rows, 3 epochs, no dropout).
+    func config(in dir: String, name: String = "dp-test", seed: Int = 7, limit: Int = 12000, dropout: Double = 0,
+                epochs: Int = 3, extra: String = "") throws -> String {
+        let path = "\(dir)/\(name).yaml"
         try """
-        name: dp-test
-        seed: 7
-        data: {dataset: fashion-mnist, limit: 12000, normalize: standard}
-        model: {kind: mlp, hidden: [64], activation: relu, dropout: 0.0}
+        name: \(name)
+        seed: \(seed)
+        data: {dataset: fashion-mnist, limit: \(limit), normalize: standard}
+        model: {kind: mlp, hidden: [64], activation: relu, dropout: \(dropout)}
         training:
-          epochs: 3
+          epochs: \(epochs)
           batch_size: 256
           optimizer: {name: adam, lr: 0.002}
           log_every: 1000
+        \(extra)
         """.write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
@@ -96,19 +98,8 @@ struct DataParallelTests {
     @Test("2 ranks with dropout resumed from a mid-epoch checkpoint end with the weights of a run straight through")
     func resumeIsExact() async throws {
         let dir = try TemporaryDirectory.make(prefix: "dpresume")
-        let cfg = "\(dir)/resume.yaml"
-        try """
-        name: dp-resume
-        seed: 5
-        data: {dataset: fashion-mnist, limit: 6000, normalize: standard}
-        model: {kind: mlp, hidden: [64], activation: relu, dropout: 0.2}
-        training:
-          epochs: 2
-          batch_size: 256
-          optimizer: {name: adam, lr: 0.002}
-          log_every: 1000
-        checkpoint: {every_steps: 20}
-        """.write(toFile: cfg, atomically: true, encoding: .utf8)
+        let cfg = try config(in: dir, name: "dp-resume", seed: 5, limit: 6000, dropout: 0.2, epochs: 2,
+                             extra: "checkpoint: {every_steps: 20}")
         func last(_ ck: String) throws -> Data {
             let name = try #require(try FileManager.default.contentsOfDirectory(atPath: ck).filter { $0.hasSuffix(".ckpt") }.sorted().last)
             return try Data(contentsOf: URL(fileURLWithPath: "\(ck)/\(name)"))

@@ -173,15 +173,9 @@ struct SharedWindowTests {
         async let one = RingGroup(rank: 1, addresses: addresses, epoch: 5, timeout: .seconds(5))
         let zero = try await RingGroup(rank: 0, addresses: addresses, epoch: 5, timeout: .seconds(5))
         let rankOne = try await one
-        let a = FloatBuffer(count: 10_000, value: 1), b = FloatBuffer(count: 10_000, value: 2)
-        async let other: Void = rankOne.allreduce(b.buffer)
-        try await zero.allreduce(a.buffer)
-        try await other
-        #expect(a.array.allSatisfy { $0 == 3 } && b.array.allSatisfy { $0 == 3 })
+        try await expectPairSums(zero, rankOne, count: 10_000)
         #expect(!zero.sendsThroughSharedMemory, "rank 0 should have fallen back to inline payloads")
         #expect(rankOne.sendsThroughSharedMemory)
-        async let closing: Void = rankOne.close()
-        try await zero.close()
-        try await closing
+        try await closeBoth(zero, rankOne)
     }
 }

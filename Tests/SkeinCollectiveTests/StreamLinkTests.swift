@@ -20,6 +20,22 @@ func write(_ bytes: [UInt8], to stream: ByteStream) async throws {
     try await stream.write([UnsafeRawBufferPointer(b)], timeout: .seconds(5))
 }
 
+/// Two ranks allreduce `count` ones and twos; both must end with threes.
+func expectPairSums(_ x: RingGroup, _ y: RingGroup, count: Int) async throws {
+    let a = FloatBuffer(count: count, value: 1), b = FloatBuffer(count: count, value: 2)
+    async let other: Void = y.allreduce(b.buffer)
+    try await x.allreduce(a.buffer)
+    try await other
+    #expect(a.array.allSatisfy { $0 == 3 } && b.array.allSatisfy { $0 == 3 })
+}
+
+/// Leaves both groups together (each close waits for the other's).
+func closeBoth(_ x: RingGroup, _ y: RingGroup) async throws {
+    async let closing: Void = y.close()
+    try await x.close()
+    try await closing
+}
+
 @Suite("Ring links over tcp (nng byte streams)")
 struct StreamLinkTests {
     @Test("tcp links are byte streams; a stray connection sending garbage to a rank's port first is dropped and the ring still forms and sums")
@@ -34,14 +50,8 @@ struct StreamLinkTests {
         let one = try await RingGroup(rank: 1, addresses: addresses, epoch: 3, timeout: .seconds(5))
         let rankZero = try await zero
         #expect(rankZero.next is StreamLink && rankZero.prev is StreamLink)
-        let a = FloatBuffer(count: 300_001, value: 1), b = FloatBuffer(count: 300_001, value: 2)
-        async let other: Void = one.allreduce(b.buffer)
-        try await rankZero.allreduce(a.buffer)
-        try await other
-        #expect(a.array.allSatisfy { $0 == 3 } && b.array.allSatisfy { $0 == 3 })
-        async let closing: Void = one.close()
-        try await rankZero.close()
-        try await closing
+        try await expectPairSums(rankZero, one, count: 300_001)
+        try await closeBoth(rankZero, one)
     }
 
     @Test("a tcp rank listens on every interface: it is reached at the address the others know, even if its own name resolves elsewhere")
@@ -58,14 +68,8 @@ struct StreamLinkTests {
         async let zero = RingGroup(rank: 0, addresses: seenByZero, epoch: 4, timeout: .seconds(5))
         let one = try await RingGroup(rank: 1, addresses: seenByOne, epoch: 4, timeout: .seconds(5))
         let rankZero = try await zero
-        let a = FloatBuffer(count: 1000, value: 1), b = FloatBuffer(count: 1000, value: 2)
-        async let other: Void = one.allreduce(b.buffer)
-        try await rankZero.allreduce(a.buffer)
-        try await other
-        #expect(a.array.allSatisfy { $0 == 3 } && b.array.allSatisfy { $0 == 3 })
-        async let closing: Void = one.close()
-        try await rankZero.close()
-        try await closing
+        try await expectPairSums(rankZero, one, count: 1000)
+        try await closeBoth(rankZero, one)
     }
 
     @Test("over tcp, a rank of another group (other epoch) is refused: joining fails naming it as stale")

@@ -38,10 +38,13 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
-        if let h = advertiseHost ?? ProcessInfo.processInfo.environment["SKEIN_ADVERTISE_HOST"], !Self.isValidHost(h) {
+        if let h = advertised, !Self.isValidHost(h) {
             throw ValidationError("--advertise-host (or SKEIN_ADVERTISE_HOST) must be a host name or IP address, without scheme or port (got '\(h)')")
         }
     }
+
+    /// `--advertise-host`, else `$SKEIN_ADVERTISE_HOST`, if either is given.
+    var advertised: String? { advertiseHost ?? ProcessInfo.processInfo.environment["SKEIN_ADVERTISE_HOST"] }
 
     /// A host name, IPv4 address or IPv6 literal: what goes between `tcp://` and `:PORT`.
     static func isValidHost(_ h: String) -> Bool {
@@ -57,7 +60,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let tls = tlsCa.map { TLSConfiguration(certificateAuthorityPath: $0, serverName: tlsServerName) }
         let worker = try Worker(settings: .init(
             joinAddress: join ?? Defaults.address(runDirectory: dir), tls: tls, token: token, name: workerName,
-            host: advertiseHost ?? ProcessInfo.processInfo.environment["SKEIN_ADVERTISE_HOST"] ?? hostName(),
+            host: advertised ?? hostName(),
             slots: slots, workDirectory: workDir ?? "\(dir)/workers/\(workerName)"))
         let signals = SignalHandler { _ in worker.drain() }
         do {
