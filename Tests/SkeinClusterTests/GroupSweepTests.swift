@@ -77,6 +77,40 @@ struct GroupSweepTests {
         }
     }
 
+    @Test("a worker in another network namespace joins over tcp; cutting its link ends its group, which re-forms on the host's workers and completes",
+          .enabled(if: NetworkNamespace.available, "needs root for ip netns"))
+    func partitionedHost() async throws {
+        let ns = try NetworkNamespace(index: 10 + Int.random(in: 0..<200))
+        let cluster = try await LocalCluster(listen: "tcp://\(ns.hostAddress):0")
+        defer { cluster.stop() }
+        try cluster.addWorker("a", environment: ["SKEIN_ADVERTISE_HOST": ns.hostAddress])
+        try cluster.addWorker("far", environment: ["SKEIN_ADVERTISE_HOST": ns.address], launcher: ns.launcher)
+        try await cluster.submit(Self.sweep("dpnet", trials: 1, epochs: 8), name: "dpnet")
+        let store = try cluster.store
+        // The only two workers form the group across the link; wait for a checkpoint past step
+        // 20, add a worker on the host, then cut the link.
+        let deadline = ContinuousClock.now + .seconds(120)
+        while true {
+            guard ContinuousClock.now < deadline else { Issue.record("the group never ran across the link with a checkpoint"); return }
+            if let s = try store.sweep(named: "dpnet"), let t = try store.trials(sweepID: s.id).first, t.status == .running,
+               let c = try store.latestCheckpoint(trialID: t.id), c.step >= 20 { break }
+            if let s = try store.sweep(named: "dpnet"), s.status != .running { Issue.record("finished before the cut"); return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try cluster.addWorker("b", environment: ["SKEIN_ADVERTISE_HOST": ns.hostAddress])
+        try ns.setLink(up: false)
+        let sweep = try await cluster.waitForSweep("dpnet", timeout: .seconds(240))
+        #expect(sweep.status == .completed)
+        let t = try #require(try store.trials(sweepID: sweep.id).first)
+        #expect(t.status == .completed && t.attempt >= 2, "attempt \(t.attempt)")
+        #expect((t.objective ?? 0) > 0.7)
+        #expect(t.logTail?.contains("resumed from checkpoint") == true, "\(t.logTail ?? "")")
+        let groups = try store.events(sweepID: sweep.id, limit: 500).filter { $0.detail.hasPrefix("data-parallel group of 2") }
+        #expect(groups.first.map { $0.detail.hasPrefix("data-parallel group of 2 over tcp:") && $0.detail.contains("far-") } == true,
+                "\(groups.map(\.detail))")
+        #expect(groups.last.map { !$0.detail.contains("far-") } == true, "the new group leaves the cut-off worker out: \(groups.map(\.detail))")
+    }
+
     @Test("a group that cannot form (a rank advertises an address nobody reaches) is handed back, then fails after 3 tries saying what to check")
     func groupNeverForms() async throws {
         let cluster = try await LocalCluster()

@@ -11,11 +11,11 @@ final class LocalCluster: @unchecked Sendable {
     private(set) var workers: [ChildProcess] = []
     let heartbeat: Double
 
-    init(transport: String = "ipc", heartbeat: Double = 0.5, coordinatorArguments: [String] = []) async throws {
+    init(transport: String = "ipc", heartbeat: Double = 0.5, coordinatorArguments: [String] = [], listen: String? = nil) async throws {
         dir = try TemporaryDirectory.make(prefix: "cluster")
         try "test-token-\(UUID().uuidString)\n".write(toFile: "\(dir)/token", atomically: true, encoding: .utf8)
         self.heartbeat = heartbeat
-        let listen = transport == "tcp" ? "tcp://127.0.0.1:0" : "ipc://\(dir)/coordinator.ipc"
+        let listen = listen ?? (transport == "tcp" ? "tcp://127.0.0.1:0" : "ipc://\(dir)/coordinator.ipc")
         coordinator = try ChildProcess("skein", ["coordinator", "--listen", listen, "--run-dir", dir, "--heartbeat", String(heartbeat)]
                                        + coordinatorArguments)
         let line = try await coordinator.waitForLine(startingWith: "listening ")
@@ -23,9 +23,11 @@ final class LocalCluster: @unchecked Sendable {
     }
 
     @discardableResult
-    func addWorker(_ name: String, slots: Int = 1, tokenFile: String? = nil, environment: [String: String] = [:]) throws -> ChildProcess {
+    func addWorker(_ name: String, slots: Int = 1, tokenFile: String? = nil, environment: [String: String] = [:],
+                   launcher: [String] = []) throws -> ChildProcess {
         let w = try ChildProcess("skein", ["worker", "--join", address, "--token-file", tokenFile ?? "\(dir)/token", "--name", name,
-                                           "--slots", String(slots), "--run-dir", dir, "--log-level", "debug"], environment: environment)
+                                           "--slots", String(slots), "--run-dir", dir, "--log-level", "debug"], environment: environment,
+                                 launcher: launcher)
         workers.append(w)
         return w
     }

@@ -12,13 +12,20 @@ public final class ChildProcess: Sendable {
     private let lines = LineCollector()
     private let stdoutPipe = Pipe()
 
-    /// Starts `executable` (a product name such as `skein-testpeer`, found next to the test binary).
-    public init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+    /// Starts `executable` (a product name such as `skein-testpeer`, found next to the test binary),
+    /// through `launcher` if given (a command that ends by running the product, e.g.
+    /// `ip netns exec NAME`: it execs the product, so the child is the product itself).
+    public init(_ executable: String, _ arguments: [String], environment: [String: String] = [:], launcher: [String] = []) throws {
         self.executable = executable
         self.arguments = arguments
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: BuiltProducts.path(of: executable))
-        p.arguments = arguments
+        if let first = launcher.first {
+            p.executableURL = URL(fileURLWithPath: first)
+            p.arguments = Array(launcher.dropFirst()) + [BuiltProducts.path(of: executable)] + arguments
+        } else {
+            p.executableURL = URL(fileURLWithPath: BuiltProducts.path(of: executable))
+            p.arguments = arguments
+        }
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
         p.environment = env
