@@ -30,6 +30,24 @@ struct GroupSweepTests {
         """
     }
 
+    /// Waits until the sweep's trial runs in a group that includes `worker` and has a stored
+    /// checkpoint past step 20; records an issue and returns false if it never does.
+    static func runningWithCheckpoint(_ sweep: String, in cluster: LocalCluster, worker: String) async throws -> Bool {
+        let store = try cluster.store
+        let deadline = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < deadline {
+            if let s = try store.sweep(named: sweep), let t = try store.trials(sweepID: s.id).first, t.status == .running,
+               let c = try store.latestCheckpoint(trialID: t.id), c.step >= 20,
+               try store.events(sweepID: s.id, limit: 100).contains(where: { $0.detail.hasPrefix("data-parallel group") && $0.detail.contains("\(worker)-") }) {
+                return true
+            }
+            if let s = try store.sweep(named: sweep), s.status != .running { Issue.record("\(sweep) finished before \(worker) ran it with a checkpoint"); return false }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        Issue.record("\(sweep) never ran on \(worker) with a checkpoint")
+        return false
+    }
+
     @Test("every trial runs as a group of 2 ranks on 2 one-slot workers and completes with a sensible objective")
     func groupsComplete() async throws {
         let cluster = try await LocalCluster()
@@ -89,14 +107,7 @@ struct GroupSweepTests {
         let store = try cluster.store
         // The only two workers form the group across the link; wait for a checkpoint past step
         // 20, add a worker on the host, then cut the link.
-        let deadline = ContinuousClock.now + .seconds(120)
-        while true {
-            guard ContinuousClock.now < deadline else { Issue.record("the group never ran across the link with a checkpoint"); return }
-            if let s = try store.sweep(named: "dpnet"), let t = try store.trials(sweepID: s.id).first, t.status == .running,
-               let c = try store.latestCheckpoint(trialID: t.id), c.step >= 20 { break }
-            if let s = try store.sweep(named: "dpnet"), s.status != .running { Issue.record("finished before the cut"); return }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        guard try await Self.runningWithCheckpoint("dpnet", in: cluster, worker: "far") else { return }
         try cluster.addWorker("b", environment: ["SKEIN_ADVERTISE_HOST": ns.hostAddress])
         try ns.setLink(up: false)
         let sweep = try await cluster.waitForSweep("dpnet", timeout: .seconds(240))
@@ -155,17 +166,7 @@ struct GroupSweepTests {
         let store = try cluster.store
         // The only two workers form the group; wait for a checkpoint past step 20, add a third
         // worker (the replacement), then kill the victim.
-        let deadline = ContinuousClock.now + .seconds(120)
-        while true {
-            guard ContinuousClock.now < deadline else { Issue.record("never ran on the victim with a checkpoint"); return }
-            if let s = try store.sweep(named: "dpk"), let t = try store.trials(sweepID: s.id).first, t.status == .running,
-               let c = try store.latestCheckpoint(trialID: t.id), c.step >= 20,
-               try store.events(sweepID: s.id, limit: 100).contains(where: { $0.detail.hasPrefix("data-parallel group") && $0.detail.contains("victim-") }) {
-                break
-            }
-            if let s = try store.sweep(named: "dpk"), s.status != .running { Issue.record("finished before the victim was used"); return }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        guard try await Self.runningWithCheckpoint("dpk", in: cluster, worker: "victim") else { return }
         try cluster.addWorker("c", environment: advertise())
         victim.kill(SIGKILL)
         let sweep = try await cluster.waitForSweep("dpk", timeout: .seconds(240))
