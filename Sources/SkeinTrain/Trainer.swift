@@ -247,7 +247,7 @@ public final class Trainer {
             if world > 1 {
                 // A rank's dropout stream is a function of (rank, step): a group resumed from a
                 // checkpoint (rank 0's, restored on every rank) draws the masks it would have.
-                dropoutRNG = Xoshiro256(seed: Seed.derive(seed, Seed.label("dropout"), UInt64(rank), UInt64(globalStep), UInt64(world)))
+                dropoutRNG = groupDropoutStream()
             }
             let rows = Permutation.shard(of: order, step: stepInEpoch, globalBatch: settings.batchSize, rank: rank, world: world)
             gather(rows)
@@ -372,6 +372,12 @@ public final class Trainer {
         return results
     }
 
+    /// This rank's dropout stream from the current step on in a group: a function of (rank,
+    /// step, world) alone, so any rank holding any rank's checkpoint draws the same masks.
+    private func groupDropoutStream() -> Xoshiro256 {
+        Xoshiro256(seed: Seed.derive(seed, Seed.label("dropout"), UInt64(rank), UInt64(globalStep), UInt64(world)))
+    }
+
     /// Continues as rank `rank` of a re-formed group of `world` (after a rank was lost): later
     /// steps split each global batch over the new group. Call after every rank restored the same
     /// state. The epoch's running totals stay with rank 0 only, so the group's sum does not
@@ -380,7 +386,7 @@ public final class Trainer {
         precondition(world >= 1 && rank >= 0 && rank < world)
         self.rank = rank
         self.world = world
-        dropoutRNG = Xoshiro256(seed: Seed.derive(seed, Seed.label("dropout"), UInt64(rank), UInt64(globalStep), UInt64(world)))
+        dropoutRNG = groupDropoutStream()
         if rank != 0 { epochLossSum = 0; epochRows = 0; epochCorrect = 0 }
     }
 
