@@ -134,6 +134,12 @@ struct FailureTests {
         throw ClusterError("sweep \(name) did not finish after the restart:\n\(coordinator.log.suffix(3000))")
     }
 
+    /// The worker that is killed or drained sleeps this long per step (the numbers do not change):
+    /// at full speed the trial's last 300 steps take under a second, and a checkpoint upload delayed
+    /// that long on a busy machine let the first checkpoint past the kill point be the final one, so
+    /// the kill came after the result (seen once in CI).
+    static let slowSteps = ["SKEIN_INJECT_STEP_DELAY_MS": "20"]
+
     static let checkpointedSweep = """
         name: ckpt
         seed: 21
@@ -165,7 +171,7 @@ struct FailureTests {
 
         let cluster = try await LocalCluster()
         defer { cluster.stop() }
-        let victim = try cluster.addWorker("victim")
+        let victim = try cluster.addWorker("victim", environment: Self.slowSteps)
         try await cluster.submit(Self.checkpointedSweep, name: "ckpt")
         let store = try cluster.store
         let deadline = ContinuousClock.now + .seconds(120)
@@ -175,6 +181,7 @@ struct FailureTests {
             guard ContinuousClock.now < deadline else { Issue.record("no checkpoint appeared"); return }
             if let sweep = try store.sweep(named: "ckpt"), let t = try store.trials(sweepID: sweep.id).first,
                let c = try store.latestCheckpoint(trialID: t.id), c.step >= 150 {
+                guard t.status == .running else { Issue.record("the trial ended before a checkpoint past step 150 was seen"); return }
                 victim.kill(SIGKILL)
                 killedAt = c.step
             } else {
@@ -201,7 +208,7 @@ struct FailureTests {
     func gracefulHandBack() async throws {
         let cluster = try await LocalCluster()
         defer { cluster.stop() }
-        let leaver = try cluster.addWorker("leaver")
+        let leaver = try cluster.addWorker("leaver", environment: Self.slowSteps)
         try await cluster.submit(Self.checkpointedSweep, name: "ckpt")
         let store = try cluster.store
         let deadline = ContinuousClock.now + .seconds(120)
