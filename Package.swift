@@ -34,14 +34,16 @@ let package = Package(
         // Element-wise kernels in C, compiled per instruction set (target_clones) and picked at run time.
         .target(name: "CKernels"),
         .target(name: "SkeinTensor", dependencies: ["CBLAS", "CKernels"]),
-        .target(name: "SkeinTrain", dependencies: ["SkeinTensor", "SkeinRandom", "SkeinWire", "CZlib"]),
+        .target(name: "SkeinTrain", dependencies: ["SkeinTensor", "SkeinRandom", "SkeinWire", "SkeinFiles", "CZlib"]),
+        // Crash-safe whole-file writes (checkpoints in training and in the run store).
+        .target(name: "SkeinFiles"),
         .target(name: "SkeinSearch", dependencies: ["SkeinRandom"]),
         // Allreduce/broadcast among the ranks of a data-parallel group, peer to peer.
         .target(name: "SkeinCollective", dependencies: ["SkeinTransport", "SkeinWire", "SkeinTensor", "CDoorbell"], exclude: ["README.md"]),
         // Futex doorbell and atomics on memory shared between processes (the ring's windows).
         .target(name: "CDoorbell"),
         .target(name: "SkeinStore", dependencies: [
-            .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Crypto", package: "swift-crypto"),
+            "SkeinFiles", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .target(name: "SkeinReport", dependencies: ["SkeinStore"]),
         .target(name: "SkeinCoordinator", dependencies: [

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GRDB
+import SkeinFiles
 import Synchronization
 
 /// The run store on SQLite through GRDB: a `DatabasePool` in WAL mode for files (readers never
@@ -469,7 +470,11 @@ public final class SQLiteRunStore: RunStore {
             } catch {
                 throw .database("cannot create \(checkpointDirectory): \(error)")
             }
-            try Self.writeAtomically(bytes, to: file)
+            do {
+                try DurableFile.write(bytes, to: file)
+            } catch {
+                throw .database("cannot write checkpoint \(error)")
+            }
         }
         try recordCheckpoint(trialID: trialID, attempt: attempt, step: step, contentHash: hash, size: Int64(bytes.count), path: file)
         return try latestCheckpoint(trialID: trialID)!
@@ -479,27 +484,6 @@ public final class SQLiteRunStore: RunStore {
         // Only hex names: a hash from the wire must never become a path elsewhere.
         guard hash.count == 64, hash.allSatisfy({ $0.isHexDigit }) else { return nil }
         return FileManager.default.contents(atPath: "\(checkpointDirectory)/\(hash).ckpt").map { [UInt8]($0) }
-    }
-
-    /// Temporary file, fsync, rename, fsync of the directory: a crash leaves no torn file.
-    static func writeAtomically(_ bytes: [UInt8], to path: String) throws(StoreError) {
-        let tmp = "\(path).tmp-\(getpid())-\(UUID().uuidString.prefix(8))"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw .database("cannot write \(tmp): \(String(cString: strerror(errno)))") }
-        var ok = bytes.withUnsafeBytes { buf -> Bool in
-            var done = 0
-            while done < buf.count {
-                let n = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
-                if n <= 0 { return false }
-                done += n
-            }
-            return fsync(fd) == 0
-        }
-        close(fd)
-        ok = ok && rename(tmp, path) == 0
-        guard ok else { unlink(tmp); throw .database("cannot write checkpoint \(path): \(String(cString: strerror(errno)))") }
-        let dir = open((path as NSString).deletingLastPathComponent, O_RDONLY)
-        if dir >= 0 { fsync(dir); close(dir) }
     }
 
     public func latestCheckpoint(trialID: Int64) throws(StoreError) -> CheckpointRecord? {

@@ -1,5 +1,6 @@
 import CZlib
 import Foundation
+import SkeinFiles
 import SkeinWire
 
 /// Everything needed to continue training exactly where it stopped: parameters, optimiser
@@ -106,35 +107,15 @@ public struct Checkpoint: Equatable, Sendable {
     /// Writes atomically: a temporary file in the same directory, fsync, rename, fsync the
     /// directory. A crash leaves either the old file or the new one, never a torn one.
     public func write(to path: String) throws(TrainError) {
-        try AtomicFile.write(encoded(), to: path)
+        do {
+            try DurableFile.write(encoded(), to: path)
+        } catch {
+            throw .io(path: error.path, reason: error.reason)
+        }
     }
 
     public static func read(from path: String) throws(TrainError) -> Checkpoint {
         guard let data = FileManager.default.contents(atPath: path) else { throw .io(path: path, reason: "cannot read checkpoint") }
         return try decode([UInt8](data), path: path)
-    }
-}
-
-/// Crash-safe whole-file writes.
-public enum AtomicFile {
-    public static func write(_ bytes: [UInt8], to path: String) throws(TrainError) {
-        let dir = (path as NSString).deletingLastPathComponent
-        let tmp = "\(path).tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw .io(path: tmp, reason: String(cString: strerror(errno))) }
-        var written = 0
-        let ok = bytes.withUnsafeBytes { buf -> Bool in
-            while written < buf.count {
-                let n = Glibc.write(fd, buf.baseAddress! + written, buf.count - written)
-                if n <= 0 { return false }
-                written += n
-            }
-            return fsync(fd) == 0
-        }
-        close(fd)
-        guard ok else { unlink(tmp); throw .io(path: tmp, reason: "write failed: \(String(cString: strerror(errno)))") }
-        guard rename(tmp, path) == 0 else { unlink(tmp); throw .io(path: path, reason: "rename failed: \(String(cString: strerror(errno)))") }
-        let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
     }
 }

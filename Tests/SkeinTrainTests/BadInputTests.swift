@@ -142,4 +142,28 @@ struct BadInputTests {
             #expect(throws: TrainError.self) { try Checkpoint.decode(Array(good.prefix(cut)), path: path) }
         }
     }
+
+    @Test("a checkpoint write replaces the file whole; one that cannot be written says where and leaves the old file and no temporary one")
+    func checkpointWrites() throws {
+        let run = try TrainingRun(config: smallConfig(epochs: 1), splits: fashionSubset)
+        let first = run.trainer.checkpoint()
+        let path = "\(dir)/w.ckpt"
+        try first.write(to: path)
+        _ = try run.trainer.step()
+        let second = run.trainer.checkpoint()
+        try second.write(to: path)
+        #expect(try Checkpoint.read(from: path) == second)
+        // Into a directory that does not exist: the error names the file being written.
+        let missing = "\(dir)/no-such-dir/x.ckpt"
+        let e1 = #expect(throws: TrainError.self) { try first.write(to: missing) }
+        #expect(e1?.description.contains("\(dir)/no-such-dir/x.ckpt.tmp-") == true, "\(String(describing: e1))")
+        // Over a directory: the rename fails, the error names the target, nothing is left behind.
+        let blocked = "\(dir)/blocked.ckpt"
+        try FileManager.default.createDirectory(atPath: blocked, withIntermediateDirectories: true)
+        let e2 = #expect(throws: TrainError.self) { try first.write(to: blocked) }
+        #expect(e2?.description.contains("\(blocked): rename failed") == true, "\(String(describing: e2))")
+        #expect(try Checkpoint.read(from: path) == second)
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.contains(".tmp-") }
+        #expect(left.isEmpty, "temporary files left: \(left)")
+    }
 }
