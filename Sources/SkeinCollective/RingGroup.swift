@@ -8,7 +8,8 @@ import Synchronization
 
 /// The ranks of one data-parallel group, linked in a ring over nng: rank r listens for rank
 /// r−1 and dials rank r+1 — pair sockets over ipc:// on one host, nng byte streams over tcp://
-/// across hosts (`RingLink`).
+/// across hosts (`RingLink`). Each link is what its listener's address says, so one ring can
+/// mix both: ipc:// between neighbours on one host, tcp:// where the ring crosses hosts.
 ///
 /// Allreduce is the bandwidth-optimal ring algorithm (Patarasuk & Yuan 2009, as in Horovod and
 /// NCCL): a reduce-scatter then an all-gather, each `world − 1` steps, every rank sending and
@@ -112,6 +113,21 @@ public final class RingGroup: @unchecked Sendable {
         world <= sysconf(Int32(_SC_NPROCESSORS_ONLN)) ? .milliseconds(2) : .zero
     }
 
+    /// How many ranks run on this rank's host, as far as the addresses tell: every rank when
+    /// no link leaves the host, else the ranks joined to this one by `ipc://` links (rank r
+    /// listens on ipc:// only when rank r − 1 shares its host).
+    static func ranksSharingHost(_ addresses: [String], rank: Int) -> Int {
+        let n = addresses.count
+        func local(_ r: Int) -> Bool { addresses[r].hasPrefix("ipc://") }
+        if (0..<n).allSatisfy(local) { return n }
+        var count = 1
+        var r = rank
+        while local(r) && count < n { r = (r + n - 1) % n; count += 1 } // back along links into r
+        r = (rank + 1) % n
+        while local(r) && count < n { r = (r + 1) % n; count += 1 }     // forward along links out
+        return count
+    }
+
     /// Where a rank whose address is `tcp://HOST:PORT` listens: every interface, on PORT. HOST
     /// is how the other ranks reach it, and a host name can resolve differently here than
     /// there (Debian and cloud-init map a machine's own name to 127.0.1.1 in /etc/hosts), so
@@ -143,7 +159,7 @@ public final class RingGroup: @unchecked Sendable {
         nextAddress = addresses[(rank + 1) % world]
         sendsThroughSharedMemory = sharedMemory && world > 1 && nextAddress.hasPrefix("ipc://")
         bells = BellLayout(world: world)
-        self.spin = spin ?? Self.defaultSpin(world: world)
+        self.spin = spin ?? Self.defaultSpin(world: Self.ranksSharingHost(addresses, rank: rank))
         if world == 1 {
             next = nil; prev = nil
             return

@@ -349,9 +349,12 @@ public actor Coordinator {
     }
 
     /// Starts a data-parallel attempt on the reserved slots: one store transaction, then one
-    /// assignment per rank (rank 0 on the first slot reports for the group). Peers talk over
-    /// ipc:// when every rank is on one host, else tcp:// (`GroupAddresses`).
-    private func startGroup(_ f: Formation, now t: Double) throws -> [(rankWorker: String, assignment: Assignment)] {
+    /// assignment per rank (rank 0 on the first slot reports for the group). The ranks of a
+    /// host go round the ring together; a link within a host is ipc://, one between hosts
+    /// tcp:// (`GroupAddresses`).
+    private func startGroup(_ reserved: Formation, now t: Double) throws -> [(rankWorker: String, assignment: Assignment)] {
+        var f = reserved
+        f.slots = GroupAddresses.ringOrder(hosts: f.slots.map { registry.workers[$0]?.host ?? "" }).map { reserved.slots[$0] }
         let trial: TrialRecord, sweepID: Int64
         var resume = ""
         switch f.pick {
@@ -380,7 +383,7 @@ public actor Coordinator {
         let (addresses, ports) = GroupAddresses.assign(hosts: hosts, epoch: epoch, ports: settings.groupPorts, taken: taken)
         running[trial.id]?.ports = ports
         let peers = addresses.joined(separator: ",")
-        let over = ports.isEmpty ? "ipc" : "tcp"
+        let over = GroupAddresses.transports(addresses)
         try store.appendEvent(.leaseGranted, sweepID: sweepID, trialID: trial.id, attempt: trial.attempt, workerID: f.slots[0],
                               detail: "data-parallel group of \(f.slots.count) over \(over): \(f.slots.joined(separator: ", "))")
         log.info("\(first.lease): data-parallel group of \(f.slots.count) over \(over): \(addresses.joined(separator: ", "))")

@@ -101,7 +101,9 @@ do {
         }
         let base = args[3]
         let timeoutMs = args.count > 6 ? Int(args[6]) ?? 2000 : 2000
-        let addresses = (0..<world).map { r in Int(base).map { "tcp://127.0.0.1:\($0 + r)" } ?? "ipc://\(base)-\(r).ipc" }
+        // BASE: a TCP port base, an ipc:// path prefix, or every rank's address, comma-separated.
+        let addresses = base.contains(",") ? base.split(separator: ",").map(String.init)
+            : (0..<world).map { r in Int(base).map { "tcp://127.0.0.1:\($0 + r)" } ?? "ipc://\(base)-\(r).ipc" }
         do {
             // SKEIN_TESTPEER_INLINE=1: payloads in the frames even on one host (no shared memory).
             let inline = getenv("SKEIN_TESTPEER_INLINE").map { String(cString: $0) } == "1"

@@ -95,6 +95,29 @@ struct GroupSweepTests {
         }
     }
 
+    @Test("a group of 4 on 2 hosts, the slots coming interleaved: each host's ranks sit together in the ring, linked by ipc://, the hosts by tcp://; it completes")
+    func mixedRing() async throws {
+        let cluster = try await LocalCluster()
+        defer { cluster.stop() }
+        for name in ["a1", "b1", "a2", "b2"] {
+            try cluster.addWorker(name, environment: ["SKEIN_ADVERTISE_HOST": name.hasPrefix("a") ? "127.0.0.1" : "127.0.0.2"])
+        }
+        try await cluster.submit(Self.sweep("dp4", trials: 1, workers: 4), name: "dp4")
+        let sweep = try await cluster.waitForSweep("dp4", timeout: .seconds(240))
+        #expect(sweep.status == .completed)
+        let store = try cluster.store
+        let t = try #require(try store.trials(sweepID: sweep.id).first)
+        #expect(t.status == .completed && t.attempt == 1 && (t.objective ?? 0) > 0.7, "\(t)")
+        let group = try #require(try store.events(sweepID: sweep.id, limit: 100).first { $0.detail.hasPrefix("data-parallel group of 4") })
+        #expect(group.detail.hasPrefix("data-parallel group of 4 over tcp+ipc: "), "\(group.detail)")
+        // Ring order: the hosts' workers together ("a a b b" or "b b a a"), whatever order they asked in.
+        let hosts = group.detail.split(separator: ": ").last!.split(separator: ", ").map { String($0.prefix(1)) }
+        #expect(hosts == ["a", "a", "b", "b"] || hosts == ["b", "b", "a", "a"], "\(group.detail)")
+        // Two links within hosts, two across.
+        let line = try #require(cluster.coordinator.log.split(separator: "\n").first { $0.contains("data-parallel group of 4 over") })
+        #expect(line.matches(of: /ipc:\/\//).count == 2 && line.matches(of: /tcp:\/\//).count == 2, "\(line)")
+    }
+
     @Test("a worker in another network namespace joins over tcp; cutting its link ends its group, which re-forms on the host's workers and completes",
           .enabled(if: NetworkNamespace.available, "needs root for ip netns"))
     func partitionedHost() async throws {

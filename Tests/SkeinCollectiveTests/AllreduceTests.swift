@@ -8,10 +8,11 @@ func contribution(_ rank: Int, _ i: Int) -> Float { Float(10 * sin(0.37 * Double
 func reference(_ i: Int, world: Int) -> Double { (0..<world).reduce(0.0) { $0 + Double(contribution($1, i)) } }
 
 /// Runs `world` peer processes through `repeats` allreduces and returns each rank's output lines.
+/// `addresses`: every rank's address (a ring mixing transports); else `tcpBase` or ipc:// paths.
 func runRing(world: Int, length: Int, repeats: Int = 1, timeoutMs: Int = 5000, inline: Bool = false, tcpBase: Int? = nil,
-             chunkFloats: Int? = nil, blocking: Bool = false, exact: Bool = false, mixed: Bool = false,
+             addresses: [String]? = nil, chunkFloats: Int? = nil, blocking: Bool = false, exact: Bool = false, mixed: Bool = false,
              staged: Bool = false) async throws -> [[String]] {
-    let base = tcpBase.map(String.init) ?? TemporaryDirectory.unique(prefix: "ring")
+    let base = addresses?.joined(separator: ",") ?? tcpBase.map(String.init) ?? TemporaryDirectory.unique(prefix: "ring")
     let peers = try (0..<world).map { r in
         try ChildProcess("skein-testpeer", ["allreduce", String(r), String(world), base, String(length), String(repeats), String(timeoutMs)],
                          environment: (inline ? ["SKEIN_TESTPEER_INLINE": "1"] : [:]).merging(
@@ -74,6 +75,40 @@ struct AllreduceTests {
         }
         let left = try FileManager.default.contentsOfDirectory(atPath: "/dev/shm").filter { $0.hasPrefix("skein-") && !before.contains($0) }
         #expect(left.isEmpty, "left in /dev/shm: \(left)")
+    }
+
+    @Test("a ring of ipc:// links within hosts and tcp:// links across gives the bits of an all-ipc ring: async or blocking, staged, many frames, changing sizes",
+          arguments: [3, 4])
+    func mixedTransports(world: Int) async throws {
+        let hash = { (out: [[String]]) in out.map { $0.first { $0.hasPrefix("result ") } } }
+        // Hosts a, a, b(, b): ranks 0 and 2 listen on tcp:// (their previous rank is on the other
+        // host), ranks 1 and 3 on ipc:// (theirs shares the host).
+        func mixed() throws -> [String] {
+            let dir = TemporaryDirectory.unique(prefix: "mixed"), tcp = try freeTCPAddresses(world)
+            return (0..<world).map { $0 % 2 == 0 ? tcp[$0] : "ipc://\(dir)-\($0).ipc" }
+        }
+        for (blocking, chunk, staged) in [(false, nil, false), (true, nil, false), (true, nil, true), (false, 1000, true)] as [(Bool, Int?, Bool)] {
+            let ipc = try await runRing(world: world, length: 100_003, repeats: 3, chunkFloats: chunk, blocking: blocking)
+            let both = try await runRing(world: world, length: 100_003, repeats: 3, addresses: try mixed(), chunkFloats: chunk,
+                                         blocking: blocking, staged: staged)
+            #expect(hash(both) == hash(ipc), "world \(world), blocking \(blocking), chunk \(chunk ?? 0), staged \(staged)")
+        }
+        let ipc = try await runRing(world: world, length: 0, mixed: true)
+        let both = try await runRing(world: world, length: 0, addresses: try mixed(), mixed: true, staged: true)
+        #expect(hash(both) == hash(ipc), "world \(world), changing sizes")
+    }
+
+    @Test("ranks sharing a host, as the addresses tell: all when no link leaves it, else the ipc://-linked run around this rank")
+    func ranksSharingHost() {
+        let ipc = { (r: Int) in "ipc:///tmp/g-\(r).ipc" }, tcp = { (r: Int) in "tcp://h\(r):2000\(r)" }
+        #expect(RingGroup.ranksSharingHost([ipc(0), ipc(1), ipc(2)], rank: 1) == 3)
+        #expect(RingGroup.ranksSharingHost([tcp(0), tcp(1)], rank: 0) == 1)
+        // Hosts a, a, b, b: ranks 1 and 3 listen on ipc://.
+        let ab = [tcp(0), ipc(1), tcp(2), ipc(3)]
+        #expect((0..<4).map { RingGroup.ranksSharingHost(ab, rank: $0) } == [2, 2, 2, 2])
+        // Hosts a, a, a, b: rank 3 alone.
+        let aaab = [tcp(0), ipc(1), ipc(2), tcp(3)]
+        #expect((0..<4).map { RingGroup.ranksSharingHost(aaab, rank: $0) } == [3, 3, 3, 1])
     }
 
     @Test("many frames per ring step (the steps pipeline frame by frame): the same bits as one frame per step", arguments: [2, 3, 4])

@@ -76,28 +76,47 @@ struct GroupAddressesTests {
         #expect(ports.isEmpty)
     }
 
-    @Test("ranks on several hosts get tcp:// ports inside the range, each distinct and clear of the ports other groups hold")
+    @Test("ranks on several hosts: a link within a host is ipc://, one from another host tcp:// on a port inside the range, each distinct and clear of the ports other groups hold")
     func severalHosts() {
         let range = 20000...20063
-        // Epoch 64 starts rank 0 at 20000; ranks 0 and 1 share host a.
+        // Epoch 64 starts rank 0 at 20000. Rank 1 listens for rank 0, on its host: ipc://.
         let (peers, ports) = GroupAddresses.assign(hosts: ["a", "a", "b"], epoch: 64, ports: range, taken: [])
-        #expect(peers == ["tcp://a:20000", "tcp://a:20001", "tcp://b:20002"])
-        #expect(ports == [20000, 20001, 20002])
+        #expect(peers == ["tcp://a:20000", "ipc:///tmp/skein-group-40-1.ipc", "tcp://b:20002"])
+        #expect(ports == [20000, 20002])
+        #expect(GroupAddresses.transports(peers) == "tcp+ipc")
+        // Two hosts, one rank each: both links cross.
+        let pair = GroupAddresses.assign(hosts: ["a", "b"], epoch: 64, ports: range, taken: [])
+        #expect(pair.peers == ["tcp://a:20000", "tcp://b:20001"] && GroupAddresses.transports(pair.peers) == "tcp")
+        #expect(GroupAddresses.transports(GroupAddresses.assign(hosts: ["h", "h"], epoch: 1, ports: range, taken: []).peers) == "ipc")
         // Another group with the same start, while the first runs, moves past its ports (on
         // any host: ranks listen on every interface, and two advertised hosts may be one machine).
         let next = GroupAddresses.assign(hosts: ["c", "b"], epoch: 64, ports: range, taken: Set(ports))
-        #expect(next.peers == ["tcp://c:20003", "tcp://b:20004"])
+        #expect(next.peers == ["tcp://c:20001", "tcp://b:20003"])
         // The search wraps around the end of the range.
         let wrapped = GroupAddresses.assign(hosts: ["a", "b"], epoch: 63, ports: range, taken: [20063, 20000])
         #expect(wrapped.peers == ["tcp://a:20001", "tcp://b:20002"])
-        // Any epoch: every port in range, no two ranks on one port.
+        // Any epoch: every port in range, no two ranks on one port (hosts alternating: every link crosses).
         for epoch in [UInt64.max, 1, 12345, 1 << 40] {
-            let g = GroupAddresses.assign(hosts: ["x", "y", "x", "y", "x"], epoch: epoch, ports: range, taken: Set(ports))
-            #expect(g.ports.allSatisfy { range.contains($0) && !ports.contains($0) } && Set(g.ports).count == 5)
+            let g = GroupAddresses.assign(hosts: ["x", "y", "x", "y"], epoch: epoch, ports: range, taken: Set(ports))
+            #expect(g.ports.allSatisfy { range.contains($0) && !ports.contains($0) } && Set(g.ports).count == 4)
         }
         // An IPv6 literal is bracketed in the URL.
         #expect(GroupAddresses.assign(hosts: ["::1", "10.0.0.2"], epoch: 64, ports: range, taken: []).peers
                 == ["tcp://[::1]:20000", "tcp://10.0.0.2:20001"])
+    }
+
+    @Test("the ring takes a host's ranks together, hosts in order of first appearance, the first rank first")
+    func ringOrder() {
+        #expect(GroupAddresses.ringOrder(hosts: ["a", "b", "a", "b"]) == [0, 2, 1, 3])
+        #expect(GroupAddresses.ringOrder(hosts: ["b", "a", "c", "a", "b"]) == [0, 4, 1, 3, 2])
+        #expect(GroupAddresses.ringOrder(hosts: ["a", "a", "b"]) == [0, 1, 2])
+        #expect(GroupAddresses.ringOrder(hosts: []) == [])
+        // 2 hosts × 2 ranks, interleaved as the slots came: after ordering, two links within
+        // hosts (ipc://) and two across (tcp://), not four across.
+        let hosts = ["a", "b", "a", "b"]
+        let ordered = GroupAddresses.ringOrder(hosts: hosts).map { hosts[$0] }
+        let g = GroupAddresses.assign(hosts: ordered, epoch: 9, ports: 20000...20063, taken: [])
+        #expect(g.peers.filter { $0.hasPrefix("ipc://") }.count == 2 && g.ports.count == 2)
     }
 
     @Test("--group-ports parses LOW-HIGH and refuses privileged, inverted, out-of-range and tiny ranges")
