@@ -105,27 +105,13 @@ public final class RingGroup: @unchecked Sendable {
 
     /// How long a receiver spins on a doorbell before it sleeps on the futex, unless told: 2 ms
     /// while every rank can have a core, none when ranks share cores (a spinner would hold the
-    /// core the rank it waits for needs). A halted vCPU here takes 30-50 µs to wake (up to
+    /// core the rank it waits for needs). All the group's ranks count, wherever they run: a
+    /// group spanning hosts may be several advertised "hosts" on one machine. A halted vCPU here takes 30-50 µs to wake (up to
     /// 0.8 ms): with a neighbour 0.6 ms late every step, a step cost 249 µs beyond its compute
     /// with a 20 µs spin and 184 µs with 2 ms (benchmarks/RESULTS.md). Ranks are rarely further
     /// apart than that; MPI's shared-memory transports poll too.
     public static func defaultSpin(world: Int) -> Duration {
         world <= sysconf(Int32(_SC_NPROCESSORS_ONLN)) ? .milliseconds(2) : .zero
-    }
-
-    /// How many ranks run on this rank's host, as far as the addresses tell: every rank when
-    /// no link leaves the host, else the ranks joined to this one by `ipc://` links (rank r
-    /// listens on ipc:// only when rank r − 1 shares its host).
-    static func ranksSharingHost(_ addresses: [String], rank: Int) -> Int {
-        let n = addresses.count
-        func local(_ r: Int) -> Bool { addresses[r].hasPrefix("ipc://") }
-        if (0..<n).allSatisfy(local) { return n }
-        var count = 1
-        var r = rank
-        while local(r) && count < n { r = (r + n - 1) % n; count += 1 } // back along links into r
-        r = (rank + 1) % n
-        while local(r) && count < n { r = (r + 1) % n; count += 1 }     // forward along links out
-        return count
     }
 
     /// Where a rank whose address is `tcp://HOST:PORT` listens: every interface, on PORT. HOST
@@ -159,7 +145,7 @@ public final class RingGroup: @unchecked Sendable {
         nextAddress = addresses[(rank + 1) % world]
         sendsThroughSharedMemory = sharedMemory && world > 1 && nextAddress.hasPrefix("ipc://")
         bells = BellLayout(world: world)
-        self.spin = spin ?? Self.defaultSpin(world: Self.ranksSharingHost(addresses, rank: rank))
+        self.spin = spin ?? Self.defaultSpin(world: world)
         if world == 1 {
             next = nil; prev = nil
             return

@@ -98,19 +98,6 @@ struct AllreduceTests {
         #expect(hash(both) == hash(ipc), "world \(world), changing sizes")
     }
 
-    @Test("ranks sharing a host, as the addresses tell: all when no link leaves it, else the ipc://-linked run around this rank")
-    func ranksSharingHost() {
-        let ipc = { (r: Int) in "ipc:///tmp/g-\(r).ipc" }, tcp = { (r: Int) in "tcp://h\(r):2000\(r)" }
-        #expect(RingGroup.ranksSharingHost([ipc(0), ipc(1), ipc(2)], rank: 1) == 3)
-        #expect(RingGroup.ranksSharingHost([tcp(0), tcp(1)], rank: 0) == 1)
-        // Hosts a, a, b, b: ranks 1 and 3 listen on ipc://.
-        let ab = [tcp(0), ipc(1), tcp(2), ipc(3)]
-        #expect((0..<4).map { RingGroup.ranksSharingHost(ab, rank: $0) } == [2, 2, 2, 2])
-        // Hosts a, a, a, b: rank 3 alone.
-        let aaab = [tcp(0), ipc(1), ipc(2), tcp(3)]
-        #expect((0..<4).map { RingGroup.ranksSharingHost(aaab, rank: $0) } == [3, 3, 3, 1])
-    }
-
     @Test("many frames per ring step (the steps pipeline frame by frame): the same bits as one frame per step", arguments: [2, 3, 4])
     func smallFrames(world: Int) async throws {
         for inline in [false, true] {

@@ -1,8 +1,8 @@
 // Allreduce bus bandwidth of SkeinCollective's ring (one process per rank):
 //   allreduce-bench RANK WORLD ADDRESS_BASE
 // ADDRESS_BASE: a path prefix for ipc:// (payloads through shared memory unless
-// SKEIN_BENCH_INLINE=1) or a TCP port base. Rank 0 prints, per size,
-// "bytes=B seconds=S busbw_GBps=G" with bus bandwidth = B * 2(n-1)/n / S, as nccl-tests define it.
+// SKEIN_BENCH_INLINE=1), a TCP port base, or every rank's address, comma-separated.
+// Rank 0 prints, per size, "bytes=B seconds=S busbw_GBps=G" with bus bandwidth = B * 2(n-1)/n / S, as nccl-tests define it.
 import Foundation
 import SkeinCollective
 import SkeinTensor
@@ -10,7 +10,9 @@ import SkeinTensor
 let args = CommandLine.arguments
 guard args.count >= 4, let rank = Int(args[1]), let world = Int(args[2]) else { print("usage: allreduce-bench RANK WORLD BASE"); exit(2) }
 let base = args[3]
-let addresses = (0..<world).map { r in Int(base).map { "tcp://127.0.0.1:\($0 + r)" } ?? "ipc://\(base)-\(r).ipc" }
+// BASE may also list every rank's address, comma-separated (a ring mixing ipc:// and tcp://).
+let addresses = base.contains(",") ? base.split(separator: ",").map(String.init)
+    : (0..<world).map { r in Int(base).map { "tcp://127.0.0.1:\($0 + r)" } ?? "ipc://\(base)-\(r).ipc" }
 // SKEIN_BENCH_INLINE=1: payloads in the nng frames even on one host (no shared-memory window).
 let inline = ProcessInfo.processInfo.environment["SKEIN_BENCH_INLINE"] == "1"
 // SKEIN_BENCH_BLOCKING=1: `allreduceBlocking` on a plain thread, as a training step calls it.
