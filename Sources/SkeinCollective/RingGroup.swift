@@ -106,10 +106,11 @@ public final class RingGroup: @unchecked Sendable {
     /// How long a receiver spins on a doorbell before it sleeps on the futex, unless told: 2 ms
     /// while every rank can have a core, none when ranks share cores (a spinner would hold the
     /// core the rank it waits for needs). All the group's ranks count, wherever they run: a
-    /// group spanning hosts may be several advertised "hosts" on one machine. A halted vCPU here takes 30-50 µs to wake (up to
-    /// 0.8 ms): with a neighbour 0.6 ms late every step, a step cost 249 µs beyond its compute
-    /// with a 20 µs spin and 184 µs with 2 ms (benchmarks/RESULTS.md). Ranks are rarely further
-    /// apart than that; MPI's shared-memory transports poll too.
+    /// group spanning hosts may be several advertised "hosts" on one machine. A halted vCPU
+    /// here takes 30-50 µs to wake (up to 0.8 ms): with a neighbour 0.6 ms late every step, a
+    /// step cost 249 µs beyond its compute with a 20 µs spin and 184 µs with 2 ms
+    /// (benchmarks/RESULTS.md). Ranks are rarely further apart than that; MPI's shared-memory
+    /// transports poll too.
     public static func defaultSpin(world: Int) -> Duration {
         world <= sysconf(Int32(_SC_NPROCESSORS_ONLN)) ? .milliseconds(2) : .zero
     }
