@@ -134,12 +134,6 @@ struct FailureTests {
         throw ClusterError("sweep \(name) did not finish after the restart:\n\(coordinator.log.suffix(3000))")
     }
 
-    /// The worker that is killed or drained sleeps this long per step (the numbers do not change):
-    /// at full speed the trial's last 300 steps take under a second, and a checkpoint upload delayed
-    /// that long on a busy machine let the first checkpoint past the kill point be the final one, so
-    /// the kill came after the result (seen once in CI).
-    static let slowSteps = ["SKEIN_INJECT_STEP_DELAY_MS": "20"]
-
     static let checkpointedSweep = """
         name: ckpt
         seed: 21
@@ -171,7 +165,7 @@ struct FailureTests {
 
         let cluster = try await LocalCluster()
         defer { cluster.stop() }
-        let victim = try cluster.addWorker("victim", environment: Self.slowSteps)
+        let victim = try cluster.addWorker("victim", environment: LocalCluster.slowSteps)
         try await cluster.submit(Self.checkpointedSweep, name: "ckpt")
         let store = try cluster.store
         let deadline = ContinuousClock.now + .seconds(120)
@@ -208,7 +202,7 @@ struct FailureTests {
     func gracefulHandBack() async throws {
         let cluster = try await LocalCluster()
         defer { cluster.stop() }
-        let leaver = try cluster.addWorker("leaver", environment: Self.slowSteps)
+        let leaver = try cluster.addWorker("leaver", environment: LocalCluster.slowSteps)
         try await cluster.submit(Self.checkpointedSweep, name: "ckpt")
         let store = try cluster.store
         let deadline = ContinuousClock.now + .seconds(120)

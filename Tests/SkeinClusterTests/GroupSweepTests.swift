@@ -31,7 +31,9 @@ struct GroupSweepTests {
     }
 
     /// Waits until the sweep's trial runs in a group that includes `worker` and has a stored
-    /// checkpoint past step 20; records an issue and returns false if it never does.
+    /// checkpoint past step 20; records an issue and returns false if it never does. The worker
+    /// should step slowly (`LocalCluster.slowSteps`, which slows its whole group): at full speed
+    /// the trial can end before a delayed checkpoint upload is stored (seen once in CI).
     static func runningWithCheckpoint(_ sweep: String, in cluster: LocalCluster, worker: String) async throws -> Bool {
         let store = try cluster.store
         let deadline = ContinuousClock.now + .seconds(120)
@@ -41,7 +43,12 @@ struct GroupSweepTests {
                try store.events(sweepID: s.id, limit: 100).contains(where: { $0.detail.hasPrefix("data-parallel group") && $0.detail.contains("\(worker)-") }) {
                 return true
             }
-            if let s = try store.sweep(named: sweep), s.status != .running { Issue.record("\(sweep) finished before \(worker) ran it with a checkpoint"); return false }
+            if let s = try store.sweep(named: sweep), s.status != .running {
+                let t = try store.trials(sweepID: s.id).first
+                let step = try t.flatMap { try store.latestCheckpoint(trialID: $0.id)?.step }
+                Issue.record("\(sweep) finished before \(worker) ran it with a checkpoint: trial \(t.map { "\($0.status) at attempt \($0.attempt), error \($0.error ?? "none")" } ?? "missing"), last checkpoint step \(step.map(String.init) ?? "none")")
+                return false
+            }
             try await Task.sleep(for: .milliseconds(20))
         }
         Issue.record("\(sweep) never ran on \(worker) with a checkpoint")
@@ -125,7 +132,8 @@ struct GroupSweepTests {
         let cluster = try await LocalCluster(listen: "tcp://\(ns.hostAddress):0")
         defer { cluster.stop() }
         try cluster.addWorker("a", environment: ["SKEIN_ADVERTISE_HOST": ns.hostAddress])
-        try cluster.addWorker("far", environment: ["SKEIN_ADVERTISE_HOST": ns.address], launcher: ns.launcher)
+        try cluster.addWorker("far", environment: ["SKEIN_ADVERTISE_HOST": ns.address].merging(LocalCluster.slowSteps) { a, _ in a },
+                              launcher: ns.launcher)
         try await cluster.submit(Self.sweep("dpnet", trials: 1, epochs: 8), name: "dpnet")
         let store = try cluster.store
         // The only two workers form the group across the link; wait for a checkpoint past step
@@ -183,7 +191,7 @@ struct GroupSweepTests {
             host += 1
             return links == "tcp" ? ["SKEIN_ADVERTISE_HOST": "127.0.0.\(host)"] : [:]
         }
-        let victim = try cluster.addWorker("victim", environment: advertise())
+        let victim = try cluster.addWorker("victim", environment: advertise().merging(LocalCluster.slowSteps) { a, _ in a })
         try cluster.addWorker("b", environment: advertise())
         try await cluster.submit(Self.sweep("dpk", trials: 1, epochs: 8), name: "dpk")
         let store = try cluster.store

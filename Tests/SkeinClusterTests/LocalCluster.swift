@@ -22,6 +22,13 @@ final class LocalCluster: @unchecked Sendable {
         address = String(line.dropFirst("listening ".count))
     }
 
+    /// The environment of a worker that is killed, drained or cut off mid-training: it sleeps
+    /// 20 ms per step (its group with it; the numbers do not change). At full speed a test trial
+    /// can end within a second of its first checkpoint past the point the test waits for, and
+    /// on a busy machine a checkpoint upload can lag that long (each is fsynced): CI once saw the
+    /// first checkpoint past the kill point be the final one, so the kill came after the result.
+    static let slowSteps = ["SKEIN_INJECT_STEP_DELAY_MS": "20"]
+
     @discardableResult
     func addWorker(_ name: String, slots: Int = 1, tokenFile: String? = nil, environment: [String: String] = [:],
                    launcher: [String] = []) throws -> ChildProcess {
