@@ -335,11 +335,13 @@ public final class RingGroup: @unchecked Sendable {
             if let next = next as? MessageLink, let prev = prev as? MessageLink,
                shared && (bellOut != nil || frames <= Self.queuedHeaders) || frames <= 1 {
                 try pipelineBlocking(steps, buffer: buffer, next: next, prev: prev)
+            } else if let next = next as? StreamLink, let prev = prev as? StreamLink {
+                // Sends are queued, never waited for while receiving: safe on one thread.
+                try streamPipelineBlocking(steps, buffer: buffer, next: next, prev: prev)
             } else {
-                // Many frames per step, or a byte stream (which holds no frame for a busy
-                // receiver): sent one after another from one thread they could fill both
-                // directions' buffers and wait for each other; the task pipeline receives while
-                // it sends.
+                // Many frames per step over pair sockets (or a ring mixing them with streams):
+                // sent one after another from one thread they could fill both directions'
+                // buffers and wait for each other; the task pipeline receives while it sends.
                 try runBlocking { () throws(CollectiveError) in try await self.pipeline(steps, buffer: buffer) }
             }
             lastInWindow = receivedInline ? nil : inWindow
@@ -528,35 +530,14 @@ public final class RingGroup: @unchecked Sendable {
     /// posted while writes are outstanding, so two neighbours writing to each other never wait
     /// on each other. The same sends in the same order, so the same bits.
     func streamPipeline(_ steps: [RingStep], buffer: RingBuffer, next: StreamLink, prev: StreamLink) async throws(CollectiveError) {
-        let chunk = chunk(buffer.element)
-        func frames(_ r: Range<Int>) -> Int { max(1, (r.count + chunk - 1) / chunk) }
-        var sending = 0, frameOut = 0, before = 0 // before: frames received before step `sending − 1`'s first
-        var received = 0, receiving = 0, frameIn = 0
+        var order = StreamOrder(steps: steps, chunk: chunk(buffer.element))
         var ticket: UInt64?
-        /// Queues every send whose frame has arrived.
-        func queueReady() throws(CollectiveError) {
-            while sending < steps.count, sending == 0 || received >= before + frameOut + 1 {
-                let step = steps[sending]
-                let payload = buffer.slice(step.out).slice(frameOut * chunk..<min((frameOut + 1) * chunk, step.out.count))
-                ticket = try next.enqueueSend(header(payload, at: frameOut * chunk, tag: step.tag, slot: step.slot),
-                                              payload: UnsafeRawBufferPointer(payload.bytes))
-                frameOut += 1
-                if frameOut == frames(step.out) {
-                    if sending > 0 { before += frames(steps[sending - 1].into) }
-                    sending += 1
-                    frameOut = 0
-                }
-            }
-        }
         do {
-            try queueReady()
-            while receiving < steps.count {
-                let step = steps[receiving]
-                _ = try await receiveFrame(into: buffer.slice(step.into), at: frameIn * chunk, on: prev, tag: step.tag, add: step.add)
-                received += 1
-                frameIn += 1
-                if frameIn == frames(step.into) { receiving += 1; frameIn = 0 }
-                try queueReady()
+            try queueReadySends(&order, buffer: buffer, next: next, ticket: &ticket)
+            while let (i, k) = order.nextReceive() {
+                _ = try await receiveFrame(into: buffer.slice(steps[i].into), at: k * order.chunk, on: prev, tag: steps[i].tag, add: steps[i].add)
+                order.received()
+                try queueReadySends(&order, buffer: buffer, next: next, ticket: &ticket)
             }
             if let ticket { try await next.waitForSends(through: ticket) }
         } catch {
@@ -567,6 +548,41 @@ public final class RingGroup: @unchecked Sendable {
                 try? await next.waitForSends(through: ticket)
             }
             throw error
+        }
+    }
+
+    /// `streamPipeline` on the calling thread: the thread itself waits in nng for each frame
+    /// (woken straight from nng's I/O thread, or not at all when the frame is already there)
+    /// while nng writes the queued frames on its own threads. The same frames in the same
+    /// order, so the same bits; no task, no hand-off to Swift's pool.
+    func streamPipelineBlocking(_ steps: [RingStep], buffer: RingBuffer, next: StreamLink, prev: StreamLink) throws(CollectiveError) {
+        var order = StreamOrder(steps: steps, chunk: chunk(buffer.element))
+        var ticket: UInt64?
+        do {
+            try queueReadySends(&order, buffer: buffer, next: next, ticket: &ticket)
+            while let (i, k) = order.nextReceive() {
+                try receiveFrameBlocking(into: buffer.slice(steps[i].into), at: k * order.chunk, on: prev, tag: steps[i].tag, add: steps[i].add)
+                order.received()
+                try queueReadySends(&order, buffer: buffer, next: next, ticket: &ticket)
+            }
+            if let ticket { try next.waitForSendsBlocking(through: ticket) }
+        } catch {
+            if let ticket {
+                next.close()
+                try? next.waitForSendsBlocking(through: ticket)
+            }
+            throw error
+        }
+    }
+
+    /// Queues on `next` every frame `order` allows now; `ticket` is the last one queued (kept
+    /// up to date frame by frame: if queueing fails, the caller must still wait for the rest).
+    private func queueReadySends(_ order: inout StreamOrder, buffer: RingBuffer, next: StreamLink, ticket: inout UInt64?) throws(CollectiveError) {
+        while let (i, k) = order.nextSend() {
+            let step = order.steps[i]
+            let payload = buffer.slice(step.out).slice(k * order.chunk..<min((k + 1) * order.chunk, step.out.count))
+            ticket = try next.enqueueSend(header(payload, at: k * order.chunk, tag: step.tag, slot: step.slot),
+                                          payload: UnsafeRawBufferPointer(payload.bytes))
         }
     }
 
@@ -679,7 +695,7 @@ public final class RingGroup: @unchecked Sendable {
     }
 
     /// `receiveAllreduceFrame` on the calling thread.
-    func receiveAllreduceFrameBlocking(into values: RingBuffer, at offset: Int, on link: MessageLink, tag: UInt64, add: Bool) throws(CollectiveError) {
+    func receiveAllreduceFrameBlocking(into values: RingBuffer, at offset: Int, on link: RingLink, tag: UInt64, add: Bool) throws(CollectiveError) {
         if let bell = bellIn {
             let cell = bells.cell(half: half, ordinal: receiveOrdinal)
             receiveOrdinal += 1
@@ -749,7 +765,7 @@ public final class RingGroup: @unchecked Sendable {
     }
 
     /// `receiveFrame` on the calling thread (see `allreduceBlocking`).
-    func receiveFrameBlocking(into values: RingBuffer, at offset: Int, on link: MessageLink, tag: UInt64, add: Bool) throws(CollectiveError) {
+    func receiveFrameBlocking(into values: RingBuffer, at offset: Int, on link: RingLink, tag: UInt64, add: Bool) throws(CollectiveError) {
         let destination = values.slice(offset..<offset + min(chunk(values.element), values.count - offset)), from = link.peer
         try link.receiveBlocking(into: destination, add: add) { (h) throws(CollectiveError) -> UnsafeRawBufferPointer? in
             try self.check(h, from: from, tag: tag, offset: offset, expected: destination)
@@ -866,4 +882,45 @@ struct RingBuffer: @unchecked Sendable {
     }
 
     var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: base, count: count * element.size) }
+}
+
+/// The order of a ring pipeline over byte streams, as counters: frame k of step i ≥ 1 may be
+/// sent once frame k of step i − 1 has arrived (it forwards it); step 0's frames at once.
+/// Frames are received in order, step by step.
+struct StreamOrder {
+    let steps: [RingStep]
+    let chunk: Int
+    private var sending = 0, frameOut = 0
+    private var before = 0 // frames received before step `sending − 1`'s first
+    private var arrived = 0
+    private var receiving = 0, frameIn = 0
+
+    init(steps: [RingStep], chunk: Int) {
+        self.steps = steps; self.chunk = chunk
+    }
+
+    private func frames(_ r: Range<Int>) -> Int { max(1, (r.count + chunk - 1) / chunk) }
+
+    /// The next frame (step, frame) that may be sent now, counted as sent; nil if none yet.
+    mutating func nextSend() -> (Int, Int)? {
+        guard sending < steps.count, sending == 0 || arrived >= before + frameOut + 1 else { return nil }
+        let frame = (sending, frameOut)
+        frameOut += 1
+        if frameOut == frames(steps[sending].out) {
+            if sending > 0 { before += frames(steps[sending - 1].into) }
+            sending += 1
+            frameOut = 0
+        }
+        return frame
+    }
+
+    /// The next frame (step, frame) to receive; nil when all have arrived.
+    func nextReceive() -> (Int, Int)? { receiving < steps.count ? (receiving, frameIn) : nil }
+
+    /// Counts the frame `nextReceive` named as arrived.
+    mutating func received() {
+        arrived += 1
+        frameIn += 1
+        if frameIn == frames(steps[receiving].into) { receiving += 1; frameIn = 0 }
+    }
 }

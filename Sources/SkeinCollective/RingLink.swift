@@ -43,6 +43,9 @@ protocol RingLink: AnyObject, Sendable {
     /// payload's bytes when the header points into a shared window.
     func receive(into destination: RingBuffer, add: Bool,
                  check: (TensorFrameHeader) throws(CollectiveError) -> UnsafeRawBufferPointer?) async throws(CollectiveError)
+    /// `receive` on the calling thread (for `RingGroup.allreduceBlocking`).
+    func receiveBlocking(into destination: RingBuffer, add: Bool,
+                         check: (TensorFrameHeader) throws(CollectiveError) -> UnsafeRawBufferPointer?) throws(CollectiveError)
     /// Ends the link: a dialing side first, then the listening side once the peer hung up
     /// (`waitForHangUp`).
     func close()
@@ -204,32 +207,68 @@ final class StreamLink: RingLink, @unchecked Sendable {
 
     func receive(into destination: RingBuffer, add: Bool,
                  check: (TensorFrameHeader) throws(CollectiveError) -> UnsafeRawBufferPointer?) async throws(CollectiveError) {
-        // The header and the payload the receiver expects are read in one go (one wake-up per
-        // frame, not two), the payload straight into place when it is copied. Nothing is written
-        // outside `destination` or `scratch`; if the header then turns out wrong, the collective
-        // fails, and a failed collective's buffer holds no defined values anyway.
-        let payload: UnsafeMutableRawBufferPointer
-        if add {
-            let bytes = destination.bytes.count
-            if scratch.count < bytes {
-                scratch.deallocate()
-                scratch = .allocate(byteCount: bytes, alignment: 64)
-            }
-            payload = UnsafeMutableRawBufferPointer(rebasing: scratch[..<bytes])
-        } else {
-            payload = destination.bytes
-        }
-        headerIn.initializeMemory(as: UInt8.self, repeating: 0) // no stale header survives a failed read
+        let payload = landing(for: destination, add: add)
         do {
             try await stream.read(into: [headerIn, payload], timeout: timeout)
         } catch {
-            // A frame shorter than expected leaves the read waiting for bytes that never come:
-            // when its header did arrive, what is wrong with it says more than the timeout.
-            if let h = try? TensorFrameHeader.decodeHeader(UnsafeRawBufferPointer(headerIn), maxCount: maxFloats), h.shared == nil {
-                _ = try check(h)
-            }
-            throw collectiveError(error, peer: peer, operation: "receive", timeout: timeout)
+            throw failedRead(error, check: check)
         }
+        try take(payload, into: destination, add: add, check: check)
+    }
+
+    /// `receive` on the calling thread (`ByteStream.readBlocking`).
+    func receiveBlocking(into destination: RingBuffer, add: Bool,
+                         check: (TensorFrameHeader) throws(CollectiveError) -> UnsafeRawBufferPointer?) throws(CollectiveError) {
+        let payload = landing(for: destination, add: add)
+        do {
+            try stream.readBlocking(into: [headerIn, payload], timeout: timeout)
+        } catch {
+            throw failedRead(error, check: check)
+        }
+        try take(payload, into: destination, add: add, check: check)
+    }
+
+    /// `waitForSends` on the calling thread.
+    func waitForSendsBlocking(through ticket: UInt64) throws(CollectiveError) {
+        do {
+            try stream.waitForWritesBlocking(through: ticket)
+        } catch {
+            throw collectiveError(error, peer: peer, operation: "send", timeout: timeout)
+        }
+    }
+
+    // The header and the payload the receiver expects are read in one go (one wake-up per
+    // frame, not two), the payload straight into place when it is copied. Nothing is written
+    // outside `destination` or `scratch`; if the header then turns out wrong, the collective
+    // fails, and a failed collective's buffer holds no defined values anyway.
+
+    /// Where a frame's payload is read to: `destination` itself for a copy, the reused scratch
+    /// buffer for an add. Clears the header buffer, so no stale header survives a failed read.
+    private func landing(for destination: RingBuffer, add: Bool) -> UnsafeMutableRawBufferPointer {
+        headerIn.initializeMemory(as: UInt8.self, repeating: 0)
+        guard add else { return destination.bytes }
+        let bytes = destination.bytes.count
+        if scratch.count < bytes {
+            scratch.deallocate()
+            scratch = .allocate(byteCount: bytes, alignment: 64)
+        }
+        return UnsafeMutableRawBufferPointer(rebasing: scratch[..<bytes])
+    }
+
+    /// The collective's error for a failed read. A frame shorter than expected leaves the read
+    /// waiting for bytes that never come: when its header did arrive, what is wrong with it
+    /// says more than the timeout.
+    private func failedRead(_ error: TransportError,
+                            check: (TensorFrameHeader) throws(CollectiveError) -> UnsafeRawBufferPointer?) -> CollectiveError {
+        if let h = try? TensorFrameHeader.decodeHeader(UnsafeRawBufferPointer(headerIn), maxCount: maxFloats), h.shared == nil {
+            do throws(CollectiveError) { _ = try check(h) } catch { return error }
+        }
+        return collectiveError(error, peer: peer, operation: "receive", timeout: timeout)
+    }
+
+    /// Checks the header of a frame read whole, then adds its payload if it was read aside.
+    private func take(_ payload: UnsafeMutableRawBufferPointer, into destination: RingBuffer, add: Bool,
+                      check: (TensorFrameHeader) throws(CollectiveError) -> UnsafeRawBufferPointer?) throws(CollectiveError) {
         let h: TensorFrameHeader
         do throws(WireError) { h = try TensorFrameHeader.decodeHeader(UnsafeRawBufferPointer(headerIn), maxCount: maxFloats) } catch {
             throw .malformed(rank: peer, error)

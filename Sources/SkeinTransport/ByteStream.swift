@@ -1,3 +1,4 @@
+import Dispatch
 import CNNG
 #if canImport(Glibc)
 import Glibc
@@ -79,6 +80,19 @@ public final class ByteStream: Sendable {
     /// Reads exactly enough bytes to fill `parts`, in order (scattered; same failures as `write`).
     public func read(into parts: [UnsafeMutableRawBufferPointer], timeout: Duration?) async throws(TransportError) {
         try await reader.run(parts.filter { $0.count > 0 }, timeout: timeout, operation: "read")
+    }
+
+    /// `read` on the calling thread, for a plain thread with nothing else to do meanwhile: each
+    /// transfer wakes this thread directly (nng skips its callback threads for an aio without a
+    /// callback), and bytes already buffered are read without any wake-up. Not from a task on
+    /// Swift's pool. Not at the same time as `read`.
+    public func readBlocking(into parts: [UnsafeMutableRawBufferPointer], timeout: Duration?) throws(TransportError) {
+        try reader.runBlocking(parts.filter { $0.count > 0 }, timeout: timeout, operation: "read")
+    }
+
+    /// `waitForWrites` on the calling thread (no cancellation: the writes' timeout bounds it).
+    public func waitForWritesBlocking(through ticket: UInt64) throws(TransportError) {
+        try writer.waitBlocking(through: ticket)
     }
 
     /// Ends the connection; reads and writes in progress fail with `.closed`.
@@ -170,6 +184,7 @@ final class StreamWriter: @unchecked Sendable {
         var completed: UInt64 = 0
         var failure: Int32 = 0
         var waiters: [(ticket: UInt64, continuation: UnsafeContinuation<Void, Never>)] = []
+        var blockedWaiters: [(ticket: UInt64, semaphore: DispatchSemaphore)] = []
     }
     private let state = Mutex(State())
     private var current: Item?
@@ -205,6 +220,18 @@ final class StreamWriter: @unchecked Sendable {
         if parts.isEmpty && !start { owned?.deallocate() }
         if start { begin(item) }
         return ticket
+    }
+
+    func waitBlocking(through ticket: UInt64) throws(TransportError) {
+        let done = DispatchSemaphore(value: 0)
+        let now = state.withLock { s -> Bool in
+            if s.completed >= ticket || s.failure != 0 { return true }
+            s.blockedWaiters.append((ticket, done))
+            return false
+        }
+        if !now { done.wait() }
+        let (completed, failure) = state.withLock { ($0.completed, $0.failure) }
+        if completed < ticket { throw TransportError.fromNNG(failure != 0 ? failure : Int32(NNG_ECANCELED.rawValue), operation: "write") }
     }
 
     func wait(through ticket: UInt64) async throws(TransportError) {
@@ -251,6 +278,7 @@ final class StreamWriter: @unchecked Sendable {
         current = nil
         var next: Item?
         var ready: [UnsafeContinuation<Void, Never>] = []
+        var unblocked: [DispatchSemaphore] = []
         var dropped: [Item] = []
         state.withLock { s in
             if rv != 0 {
@@ -260,16 +288,25 @@ final class StreamWriter: @unchecked Sendable {
                 s.busy = false
                 ready = s.waiters.map(\.continuation)
                 s.waiters = []
+                unblocked = s.blockedWaiters.map(\.semaphore)
+                s.blockedWaiters = []
             } else {
                 s.completed += 1
                 if s.queue.isEmpty { s.busy = false } else { next = s.queue.removeFirst() }
                 let done = s.completed
-                ready = s.waiters.filter { $0.ticket <= done }.map(\.continuation)
-                s.waiters.removeAll { $0.ticket <= done }
+                if !s.waiters.isEmpty {
+                    ready = s.waiters.filter { $0.ticket <= done }.map(\.continuation)
+                    s.waiters.removeAll { $0.ticket <= done }
+                }
+                if !s.blockedWaiters.isEmpty {
+                    unblocked = s.blockedWaiters.filter { $0.ticket <= done }.map(\.semaphore)
+                    s.blockedWaiters.removeAll { $0.ticket <= done }
+                }
             }
         }
         for item in dropped { item.owned?.deallocate() }
         if let next { begin(next) }
+        for semaphore in unblocked { semaphore.signal() }
         CompletionThread.running(aio) { for c in ready { c.resume() } }
     }
 }
@@ -297,6 +334,8 @@ final class StreamReader: @unchecked Sendable {
     private var result: Int32 = 0
     private var continuation: UnsafeContinuation<Void, Never>?
     private let cancelled = Atomic<Bool>(false)
+    /// For `runBlocking`: made on first use, touched only by the one blocking reader.
+    private var waitingAIO: OpaquePointer?
 
     init(stream: StreamHandle) throws(TransportError) {
         self.stream = stream
@@ -310,6 +349,10 @@ final class StreamReader: @unchecked Sendable {
     func stop() {
         nng_aio_stop(aio)
         nng_aio_free(aio)
+        if let waitingAIO {
+            nng_aio_stop(waitingAIO)
+            nng_aio_free(waitingAIO)
+        }
     }
 
     func run(_ buffers: [UnsafeMutableRawBufferPointer], timeout: Duration?, operation: String) async throws(TransportError) {
@@ -330,6 +373,32 @@ final class StreamReader: @unchecked Sendable {
         // The callback resumed us but may still be returning on nng's thread.
         if CompletionThread.current != aio { nng_aio_wait(aio) }
         if result != 0 { throw TransportError.fromNNG(result, operation: operation) }
+    }
+
+    /// `run` on the calling thread, with an aio of its own that has no callback: nng then wakes
+    /// this thread straight from its I/O thread, and a transfer of bytes already buffered
+    /// completes inside `nng_stream_recv` without any wake-up.
+    func runBlocking(_ buffers: [UnsafeMutableRawBufferPointer], timeout: Duration?, operation: String) throws(TransportError) {
+        guard !buffers.isEmpty else { return }
+        if waitingAIO == nil {
+            var a: OpaquePointer?
+            try check(nng_aio_alloc(&a, nil, nil), "allocate aio")
+            waitingAIO = a
+        }
+        let aio = waitingAIO!
+        nng_aio_set_timeout(aio, nngDuration(timeout))
+        var left = buffers
+        while !left.isEmpty {
+            var iov = left.prefix(8).map { nng_iov(iov_buf: $0.baseAddress, iov_len: $0.count) }
+            _ = nng_aio_set_iov(aio, UInt32(iov.count), &iov)
+            nng_stream_recv(stream.raw, aio)
+            nng_aio_wait(aio)
+            let rv = nng_aio_result(aio)
+            if rv != 0 { throw TransportError.fromNNG(rv, operation: operation) }
+            let moved = nng_aio_count(aio)
+            if moved == 0 { throw TransportError.fromNNG(Int32(NNG_ECONNSHUT.rawValue), operation: operation) } // the peer is gone
+            drop(moved, from: &left)
+        }
     }
 
     private func cancel() {

@@ -142,6 +142,11 @@ struct AllreduceTests {
         let tcp = try await runRing(world: world, length: 1_000_003, repeats: 3, tcpBase: 27_000 + 100 * world + Int.random(in: 0..<50) * 10,
                                     blocking: true)
         #expect(hash(tcp) == hash(try await runRing(world: world, length: 1_000_003, repeats: 3)), "world \(world), tcp")
+        // Over tcp the thread reads while nng writes the queued frames: hundreds of frames per
+        // step queued both ways at once must not wait on each other.
+        let tcpMany = try await runRing(world: world, length: 1_000_003, repeats: 2, tcpBase: 27_500 + 100 * world + Int.random(in: 0..<40) * 10,
+                                        chunkFloats: 1000, blocking: true)
+        #expect(hash(tcpMany) == hash(many), "world \(world), tcp, 1,000-float frames")
     }
 
     @Test("doorbells: allreduces of changing sizes (the window grows, tiny ones go inline), blocking on some ranks and async on others, give the bits of frames on the links",
@@ -182,12 +187,13 @@ struct AllreduceTests {
     }
 
     @Test("killing one rank in the middle of allreduces: the others report it, naming the rank, within the bound",
-          arguments: ["ipc", "tcp"])
+          arguments: ["ipc", "tcp", "tcp, blocking"])
     func killedRank(transport: String) async throws {
         let base = transport == "ipc" ? TemporaryDirectory.unique(prefix: "ringkill") : String(29_000 + Int.random(in: 0..<90) * 10)
         let timeoutMs = 1000
         let peers = try (0..<3).map { r in
-            try ChildProcess("skein-testpeer", ["allreduce", String(r), "3", base, "2000000", "100000", String(timeoutMs)])
+            try ChildProcess("skein-testpeer", ["allreduce", String(r), "3", base, "2000000", "100000", String(timeoutMs)],
+                             environment: transport.hasSuffix("blocking") ? ["SKEIN_TESTPEER_BLOCKING": "1"] : [:])
         }
         defer { for p in peers { p.kill() } }
         for p in peers { _ = try await p.waitForLine(startingWith: "joined") }

@@ -115,3 +115,41 @@ struct StreamLinkTests {
         }
     }
 }
+
+@Suite("The order of a ring pipeline over streams (pure)")
+struct StreamOrderTests {
+    /// Replays `order`: everything sendable before the first frame, then after each arrival.
+    func replay(_ steps: [RingStep], chunk: Int) -> [String] {
+        var order = StreamOrder(steps: steps, chunk: chunk)
+        var log: [String] = []
+        func sends() { while let (i, k) = order.nextSend() { log.append("send \(i).\(k)") } }
+        sends()
+        while let (i, k) = order.nextReceive() {
+            log.append("recv \(i).\(k)")
+            order.received()
+            sends()
+        }
+        return log
+    }
+
+    @Test("step 0 leaves at once; frame k of step i leaves right after frame k of step i − 1 arrives; uneven last frames")
+    func forwarding() {
+        // 3 ranks: segments of 5, 5, 4 elements, frames of 2: steps of 3, 3 and 2 frames.
+        let steps = [RingStep(out: 0..<5, into: 5..<10, tag: 0, add: true, slot: nil),
+                     RingStep(out: 5..<10, into: 10..<14, tag: 1, add: true, slot: nil),
+                     RingStep(out: 10..<14, into: 0..<5, tag: 2, add: false, slot: nil)]
+        #expect(replay(steps, chunk: 2) == [
+            "send 0.0", "send 0.1", "send 0.2",
+            "recv 0.0", "send 1.0", "recv 0.1", "send 1.1", "recv 0.2", "send 1.2",
+            "recv 1.0", "send 2.0", "recv 1.1", "send 2.1",
+            "recv 2.0", "recv 2.1", "recv 2.2",
+        ])
+    }
+
+    @Test("empty segments still travel as one (empty) frame each")
+    func empty() {
+        let steps = [RingStep(out: 0..<0, into: 0..<0, tag: 0, add: true, slot: nil),
+                     RingStep(out: 0..<0, into: 0..<0, tag: 1, add: false, slot: nil)]
+        #expect(replay(steps, chunk: 4) == ["send 0.0", "recv 0.0", "send 1.0", "recv 1.0"])
+    }
+}

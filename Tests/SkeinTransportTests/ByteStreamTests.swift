@@ -67,6 +67,65 @@ struct ByteStreamTests {
         #expect(ContinuousClock.now - closedStart < .seconds(2), "a closed peer is noticed at once, not at the deadline")
     }
 
+    @Test("from plain threads: blocking reads while queued writes go out, 8 MiB both ways; a blocking wait covers the queued writes")
+    func blockingBothWays() async throws {
+        let (_, a, b) = try await streamPair()
+        let n = 8 << 20
+        let outA = bytes(n, seed: 3), outB = bytes(n, seed: 4), inA = bytes(n, seed: 0), inB = bytes(n, seed: 0)
+        defer { for p in [outA, outB, inA, inB] { p.deallocate() } }
+        let (oa, ob, ia, ib) = (SharedBytes(buffer: outA), SharedBytes(buffer: outB), SharedBytes(buffer: inA), SharedBytes(buffer: inB))
+        // Each thread queues its whole write in uneven pieces, then reads the other's in pieces
+        // smaller than the kernel's buffers: neither may wait for its own write to finish first.
+        func side(_ s: ByteStream, out: SharedBytes, into: SharedBytes) -> Thread {
+            Thread {
+                do {
+                    var ticket: UInt64 = 0
+                    for piece in stride(from: 0, to: n, by: 3 << 20) {
+                        ticket = try s.enqueueWrite([UnsafeRawBufferPointer(rebasing: out.buffer[piece..<min(piece + (3 << 20), n)])], timeout: .seconds(10))
+                    }
+                    for piece in stride(from: 0, to: n, by: 1 << 20) {
+                        try s.readBlocking(into: [UnsafeMutableRawBufferPointer(rebasing: into.buffer[piece..<min(piece + 40, n)]),
+                                                  UnsafeMutableRawBufferPointer(rebasing: into.buffer[min(piece + 40, n)..<min(piece + (1 << 20), n)])],
+                                           timeout: .seconds(10))
+                    }
+                    try s.waitForWritesBlocking(through: ticket)
+                } catch {
+                    Issue.record("blocking side failed: \(error)")
+                }
+            }
+        }
+        let threads = [side(a, out: oa, into: ia), side(b, out: ob, into: ib)]
+        for t in threads { t.start() }
+        while threads.contains(where: { !$0.isFinished }) { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(memcmp(outA.baseAddress!, inB.baseAddress!, n) == 0)
+        #expect(memcmp(outB.baseAddress!, inA.baseAddress!, n) == 0)
+    }
+
+    @Test("a blocking read from a silent peer ends with .timedOut at its deadline; from a closed peer at once")
+    func blockingFailures() async throws {
+        let (_, a, b) = try await streamPair()
+        let buffer = bytes(64, seed: 0)
+        defer { buffer.deallocate() }
+        let started = ContinuousClock.now
+        #expect(throws: TransportError(.timedOut, operation: "read")) {
+            try a.readBlocking(into: [buffer], timeout: .milliseconds(200))
+        }
+        #expect(ContinuousClock.now - started >= .milliseconds(150) && ContinuousClock.now - started < .seconds(2))
+        b.close()
+        let closedStart = ContinuousClock.now
+        #expect(throws: TransportError.self) { try a.readBlocking(into: [buffer], timeout: .seconds(30)) }
+        #expect(ContinuousClock.now - closedStart < .seconds(2), "a closed peer is noticed at once, not at the deadline")
+        // A failed write releases a blocking waiter too.
+        let big = bytes(64 << 20, seed: 5)
+        defer { big.deallocate() }
+        let ticket = try? a.enqueueWrite([UnsafeRawBufferPointer(big)], timeout: .seconds(30))
+        if let ticket {
+            let waitStart = ContinuousClock.now
+            #expect(throws: TransportError.self) { try a.waitForWritesBlocking(through: ticket) }
+            #expect(ContinuousClock.now - waitStart < .seconds(5))
+        }
+    }
+
     @Test("dialing retries until something listens, and gives up with .connectionRefused at its deadline")
     func dialRetries() async throws {
         let probe = try StreamListener("tcp://127.0.0.1:0")
