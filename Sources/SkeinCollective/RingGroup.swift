@@ -327,21 +327,19 @@ public final class RingGroup: @unchecked Sendable {
         let chunk = chunk(buffer.element)
         do {
             // One thread cannot receive while it waits to send, so its sends must never wait for
-            // the neighbour: frames announced through the doorbell never do; nng holds a few
-            // frames per step (a payload frame, or up to `queuedHeaders` headers: measured, a
-            // Unix socket takes about 250 small messages before a sender waits).
+            // the neighbour: frames queued on a byte stream never do (nng writes them on its
+            // own threads), nor do frames announced through the doorbell; a pair socket holds a
+            // few frames per step (a payload frame, or up to `queuedHeaders` headers: measured,
+            // a Unix socket takes about 250 small messages before a sender waits).
             let frames = steps.map { max(($0.out.count + chunk - 1) / chunk, ($0.into.count + chunk - 1) / chunk) }.max() ?? 1
             let shared = steps.allSatisfy { $0.slot != nil }
-            if let next = next as? MessageLink, let prev = prev as? MessageLink,
-               shared && (bellOut != nil || frames <= Self.queuedHeaders) || frames <= 1 {
-                try pipelineBlocking(steps, buffer: buffer, next: next, prev: prev)
-            } else if let next = next as? StreamLink, let prev = prev as? StreamLink {
-                // Sends are queued, never waited for while receiving: safe on one thread.
-                try streamPipelineBlocking(steps, buffer: buffer, next: next, prev: prev)
+            let sendsNeverWait = next is StreamLink || shared && (bellOut != nil || frames <= Self.queuedHeaders) || frames <= 1
+            if let next, let prev, sendsNeverWait {
+                try pipelineOnThread(steps, buffer: buffer, next: next, prev: prev)
             } else {
-                // Many frames per step over pair sockets (or a ring mixing them with streams):
-                // sent one after another from one thread they could fill both directions'
-                // buffers and wait for each other; the task pipeline receives while it sends.
+                // Many inline frames per step over a pair socket: sent one after another from
+                // one thread they could fill both directions' buffers and wait for each other;
+                // the task pipeline receives while it sends.
                 try runBlocking { () throws(CollectiveError) in try await self.pipeline(steps, buffer: buffer) }
             }
             lastInWindow = receivedInline ? nil : inWindow
@@ -445,30 +443,46 @@ public final class RingGroup: @unchecked Sendable {
         return steps
     }
 
-    /// `pipeline` on the calling thread: the same sends in the same order, each as soon as the
-    /// frame it forwards has arrived; a frame is received when the next send needs it, the rest
-    /// at the end. Sends do not wait for the neighbour as long as frames are small (payloads in
-    /// the shared window) or one per step (nng holds one while the neighbour is busy).
-    func pipelineBlocking(_ steps: [RingStep], buffer: RingBuffer, next: MessageLink, prev: MessageLink) throws(CollectiveError) {
-        let chunk = chunk(buffer.element)
-        func frames(_ r: Range<Int>) -> Int { max(1, (r.count + chunk - 1) / chunk) }
-        var received = 0, receiving = 0, frameInStep = 0
-        func receiveOne() throws(CollectiveError) {
-            let step = steps[receiving]
-            try receiveAllreduceFrameBlocking(into: buffer.slice(step.into), at: frameInStep * chunk, on: prev, tag: step.tag, add: step.add)
-            received += 1
-            frameInStep += 1
-            if frameInStep == frames(step.into) { receiving += 1; frameInStep = 0 }
-        }
-        var before = 0 // frames received before the previous step's first
-        for (i, step) in steps.enumerated() {
-            for k in 0..<frames(step.out) {
-                if i > 0 { while received < before + k + 1 { try receiveOne() } }
-                try sendAllreduceFrameBlocking(buffer.slice(step.out), at: k * chunk, on: next, tag: step.tag, slot: step.slot)
+    /// `pipeline` on the calling thread: the same frames in the same order (`PipelineOrder`),
+    /// each sent as soon as the frame it forwards has arrived; the thread receives when it has
+    /// nothing to send. The caller ensures sends never wait for the neighbour (see
+    /// `allreduceBlocking`): over a byte stream they are queued and nng writes them on its own
+    /// threads; over a pair socket they are announced in the doorbell window or are few enough
+    /// for nng to hold. Receives wait in nng or on the doorbell, woken straight from nng's I/O
+    /// thread or the neighbour's futex wake (no task, no hand-off to Swift's pool).
+    func pipelineOnThread(_ steps: [RingStep], buffer: RingBuffer, next: RingLink, prev: RingLink) throws(CollectiveError) {
+        var order = PipelineOrder(steps: steps, chunk: chunk(buffer.element))
+        let stream = next as? StreamLink
+        var ticket: UInt64? // the last frame queued on `stream`
+        func sendReady() throws(CollectiveError) {
+            while let (i, k) = order.nextSend() {
+                let step = steps[i]
+                if let stream {
+                    let payload = buffer.slice(step.out).slice(k * order.chunk..<min((k + 1) * order.chunk, step.out.count))
+                    ticket = try stream.enqueueSend(header(payload, at: k * order.chunk, tag: step.tag, slot: step.slot),
+                                                    payload: UnsafeRawBufferPointer(payload.bytes))
+                } else if let next = next as? MessageLink {
+                    try sendAllreduceFrameBlocking(buffer.slice(step.out), at: k * order.chunk, on: next, tag: step.tag, slot: step.slot)
+                }
             }
-            if i > 0 { before += frames(steps[i - 1].into) }
         }
-        while receiving < steps.count { try receiveOne() }
+        do {
+            try sendReady()
+            while let (i, k) = order.nextReceive() {
+                try receiveAllreduceFrameBlocking(into: buffer.slice(steps[i].into), at: k * order.chunk, on: prev, tag: steps[i].tag, add: steps[i].add)
+                order.received()
+                try sendReady()
+            }
+            if let ticket, let stream { try stream.waitForSendsBlocking(through: ticket) }
+        } catch {
+            // Queued writes still read the caller's buffer: end them before it can go. The
+            // group is finished anyway.
+            if let ticket, let stream {
+                stream.close()
+                try? stream.waitForSendsBlocking(through: ticket)
+            }
+            throw error
+        }
     }
 
     /// Runs the ring's steps as one pipeline. Step i ≥ 1 sends the segment step i − 1 received,
@@ -530,7 +544,7 @@ public final class RingGroup: @unchecked Sendable {
     /// posted while writes are outstanding, so two neighbours writing to each other never wait
     /// on each other. The same sends in the same order, so the same bits.
     func streamPipeline(_ steps: [RingStep], buffer: RingBuffer, next: StreamLink, prev: StreamLink) async throws(CollectiveError) {
-        var order = StreamOrder(steps: steps, chunk: chunk(buffer.element))
+        var order = PipelineOrder(steps: steps, chunk: chunk(buffer.element))
         var ticket: UInt64?
         do {
             try queueReadySends(&order, buffer: buffer, next: next, ticket: &ticket)
@@ -551,33 +565,9 @@ public final class RingGroup: @unchecked Sendable {
         }
     }
 
-    /// `streamPipeline` on the calling thread: the thread itself waits in nng for each frame
-    /// (woken straight from nng's I/O thread, or not at all when the frame is already there)
-    /// while nng writes the queued frames on its own threads. The same frames in the same
-    /// order, so the same bits; no task, no hand-off to Swift's pool.
-    func streamPipelineBlocking(_ steps: [RingStep], buffer: RingBuffer, next: StreamLink, prev: StreamLink) throws(CollectiveError) {
-        var order = StreamOrder(steps: steps, chunk: chunk(buffer.element))
-        var ticket: UInt64?
-        do {
-            try queueReadySends(&order, buffer: buffer, next: next, ticket: &ticket)
-            while let (i, k) = order.nextReceive() {
-                try receiveFrameBlocking(into: buffer.slice(steps[i].into), at: k * order.chunk, on: prev, tag: steps[i].tag, add: steps[i].add)
-                order.received()
-                try queueReadySends(&order, buffer: buffer, next: next, ticket: &ticket)
-            }
-            if let ticket { try next.waitForSendsBlocking(through: ticket) }
-        } catch {
-            if let ticket {
-                next.close()
-                try? next.waitForSendsBlocking(through: ticket)
-            }
-            throw error
-        }
-    }
-
     /// Queues on `next` every frame `order` allows now; `ticket` is the last one queued (kept
     /// up to date frame by frame: if queueing fails, the caller must still wait for the rest).
-    private func queueReadySends(_ order: inout StreamOrder, buffer: RingBuffer, next: StreamLink, ticket: inout UInt64?) throws(CollectiveError) {
+    private func queueReadySends(_ order: inout PipelineOrder, buffer: RingBuffer, next: StreamLink, ticket: inout UInt64?) throws(CollectiveError) {
         while let (i, k) = order.nextSend() {
             let step = order.steps[i]
             let payload = buffer.slice(step.out).slice(k * order.chunk..<min((k + 1) * order.chunk, step.out.count))
@@ -884,10 +874,11 @@ struct RingBuffer: @unchecked Sendable {
     var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: base, count: count * element.size) }
 }
 
-/// The order of a ring pipeline over byte streams, as counters: frame k of step i ≥ 1 may be
-/// sent once frame k of step i − 1 has arrived (it forwards it); step 0's frames at once.
-/// Frames are received in order, step by step.
-struct StreamOrder {
+/// The order of a ring pipeline run by one task or thread (over byte streams, or on the
+/// calling thread), as counters: frame k of step i ≥ 1 may be sent once frame k of step i − 1
+/// has arrived (it forwards it); step 0's frames at once. Frames are received in order, step
+/// by step. Pure, so the order is unit-tested without sockets.
+struct PipelineOrder {
     let steps: [RingStep]
     let chunk: Int
     private var sending = 0, frameOut = 0

@@ -116,11 +116,11 @@ struct StreamLinkTests {
     }
 }
 
-@Suite("The order of a ring pipeline over streams (pure)")
-struct StreamOrderTests {
+@Suite("The order of a ring pipeline on one thread or over streams (pure)")
+struct PipelineOrderTests {
     /// Replays `order`: everything sendable before the first frame, then after each arrival.
     func replay(_ steps: [RingStep], chunk: Int) -> [String] {
-        var order = StreamOrder(steps: steps, chunk: chunk)
+        var order = PipelineOrder(steps: steps, chunk: chunk)
         var log: [String] = []
         func sends() { while let (i, k) = order.nextSend() { log.append("send \(i).\(k)") } }
         sends()
