@@ -455,15 +455,10 @@ public final class RingGroup: @unchecked Sendable {
         let stream = next as? StreamLink
         var ticket: UInt64? // the last frame queued on `stream`
         func sendReady() throws(CollectiveError) {
+            if let stream { return try queueReadySends(&order, buffer: buffer, next: stream, ticket: &ticket) }
+            guard let next = next as? MessageLink else { preconditionFailure("a ring link is a pair socket or a byte stream") }
             while let (i, k) = order.nextSend() {
-                let step = steps[i]
-                if let stream {
-                    let payload = buffer.slice(step.out).slice(k * order.chunk..<min((k + 1) * order.chunk, step.out.count))
-                    ticket = try stream.enqueueSend(header(payload, at: k * order.chunk, tag: step.tag, slot: step.slot),
-                                                    payload: UnsafeRawBufferPointer(payload.bytes))
-                } else if let next = next as? MessageLink {
-                    try sendAllreduceFrameBlocking(buffer.slice(step.out), at: k * order.chunk, on: next, tag: step.tag, slot: step.slot)
-                }
+                try sendAllreduceFrameBlocking(buffer.slice(steps[i].out), at: k * order.chunk, on: next, tag: steps[i].tag, slot: steps[i].slot)
             }
         }
         do {
