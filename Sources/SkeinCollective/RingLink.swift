@@ -237,13 +237,13 @@ final class StreamLink: RingLink, @unchecked Sendable {
         }
     }
 
-    // The header and the payload the receiver expects are read in one go (one wake-up per
-    // frame, not two), the payload straight into place when it is copied. Nothing is written
-    // outside `destination` or `scratch`; if the header then turns out wrong, the collective
-    // fails, and a failed collective's buffer holds no defined values anyway.
-
     /// Where a frame's payload is read to: `destination` itself for a copy, the reused scratch
     /// buffer for an add. Clears the header buffer, so no stale header survives a failed read.
+    ///
+    /// The header and the payload the receiver expects are read in one go (one wake-up per
+    /// frame, not two). Nothing is written outside `destination` or `scratch`; if the header
+    /// then turns out wrong, the collective fails, and a failed collective's buffer holds no
+    /// defined values anyway.
     private func landing(for destination: RingBuffer, add: Bool) -> UnsafeMutableRawBufferPointer {
         headerIn.initializeMemory(as: UInt8.self, repeating: 0)
         guard add else { return destination.bytes }

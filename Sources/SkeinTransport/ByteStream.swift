@@ -325,7 +325,8 @@ private func streamWriteProgressed(_ arg: UnsafeMutableRawPointer?) {
 /// submits; from then until the callback resumes the continuation, only the callback (one at
 /// a time: nng runs an aio's callback once per submission, and it resubmits last) touches
 /// `parts`, `result` and the continuation. `cancelled` is atomic. `ByteStream` allows one
-/// `run` at a time.
+/// `run` or `runBlocking` at a time; only `runBlocking` (and `stop`, once nothing reads) touches
+/// `waitingAIO`.
 final class StreamReader: @unchecked Sendable {
     /// Set once in `init`, before the box is shared.
     private(set) var aio: OpaquePointer!
