@@ -15,7 +15,8 @@ import Synchronization
 /// NCCL): a reduce-scatter then an all-gather, each `world − 1` steps, every rank sending and
 /// receiving `1/world` of the buffer per step. Segments travel in chunks; one task sends and one
 /// receives, and the steps pipeline chunk by chunk (see `pipeline`), so sending, receiving and
-/// adding overlap.
+/// adding overlap. The two halves also run alone (`reduceScatterBlocking`, `allGatherBlocking`),
+/// for a data-parallel step that shards its optimiser.
 ///
 /// **Determinism.** Element i of segment j is always summed in ring order starting at rank j:
 /// `((x_j + x_{j+1}) + x_{j+2}) + …`. The order depends only on the world size, never on
@@ -322,8 +323,38 @@ public final class RingGroup: @unchecked Sendable {
     }
 
     func allreduceBlocking(_ buffer: RingBuffer) throws(CollectiveError) {
+        try collectiveBlocking(buffer, phases: .both)
+    }
+
+    /// The elements of a `count`-element buffer that this rank holds summed over the whole
+    /// group after `reduceScatterBlocking`, and hands to every rank in `allGatherBlocking`: its
+    /// shard (1/world of the buffer; all of it for one rank).
+    public func shard(count: Int) -> Range<Int> {
+        world > 1 ? segment(rank + 1, of: count) : 0..<count
+    }
+
+    /// The first half of `allreduceBlocking`: afterwards this rank's `shard(count:)` of `buffer`
+    /// holds the group's sum, with the bits the allreduce gives there (the rest holds partial
+    /// sums). A data-parallel step that shards its optimiser (ZeRO stage 1, Rajbhandari et al.
+    /// 2020) updates only its shard of the parameters and all-gathers them, in place of the
+    /// allreduce's all-gather of the gradient: the same traffic, 1/world of the update.
+    public func reduceScatterBlocking(_ buffer: UnsafeMutableBufferPointer<Float>) throws(CollectiveError) {
+        try collectiveBlocking(RingBuffer(buffer), phases: .reduceScatter)
+    }
+
+    /// The second half of `allreduceBlocking`: every rank's `shard(count:)` of `buffer` goes to
+    /// every rank (the rest of this rank's buffer is overwritten).
+    public func allGatherBlocking(_ buffer: UnsafeMutableBufferPointer<Float>) throws(CollectiveError) {
+        try collectiveBlocking(RingBuffer(buffer), phases: .allGather)
+    }
+
+    /// Which part of the ring allreduce a collective runs.
+    enum Phases { case both, reduceScatter, allGather }
+
+    /// Runs `phases` of the ring allreduce of `buffer` on the calling thread (see `allreduceBlocking`).
+    func collectiveBlocking(_ buffer: RingBuffer, phases: Phases) throws(CollectiveError) {
         sequence += 1
-        guard let steps = plan(buffer) else { return }
+        guard let steps = plan(buffer, phases: phases) else { return }
         let chunk = chunk(buffer.element)
         do {
             // One thread cannot receive while it waits to send, so its sends must never wait for
@@ -370,11 +401,12 @@ public final class RingGroup: @unchecked Sendable {
 
     /// Room for the next allreduce's `count` floats inside this rank's shared window, or nil
     /// when payloads do not go through one (one rank, the next rank on another host, no
-    /// `/dev/shm`). Fill it, then pass exactly it to the next `allreduce`/`allreduceBlocking`:
+    /// `/dev/shm`). Fill it, then pass exactly it to the next `allreduce`/`allreduceBlocking`
+    /// (or `reduceScatterBlocking`, the next collective):
     /// its segments are then announced where they lie instead of being copied into the window
     /// (for a data-parallel step, two of the three copies of half the gradient per step).
     /// The result stays readable (the view keeps the window mapped) but is overwritten two
-    /// allreduces later.
+    /// collectives later.
     ///
     /// Why it is safe to write: the buffer lies in the half of the window that the next
     /// allreduce k uses, and the next rank last read that half in allreduce k − 2, which it
@@ -396,13 +428,10 @@ public final class RingGroup: @unchecked Sendable {
 
     /// The steps of one allreduce of `buffer` (nil when there is nothing to exchange), with
     /// their places in the shared window when payloads go through it.
-    private func plan(_ buffer: RingBuffer) -> [RingStep]? {
+    private func plan(_ buffer: RingBuffer, phases: Phases = .both) -> [RingStep]? {
         guard world > 1, buffer.count > 0 else { return nil }
         let n = buffer.count
-        func segment(_ j: Int) -> Range<Int> {
-            let k = ((j % world) + world) % world
-            return (k * n / world)..<((k + 1) * n / world)
-        }
+        func segment(_ j: Int) -> Range<Int> { self.segment(j, of: n) }
         let layout = windowLayout(count: n, element: buffer.element)
         // Any size goes through the window: with its doorbell even a tiny frame crosses faster
         // than as an nng message. Not with fewer elements than ranks: a rank that received only
@@ -420,12 +449,13 @@ public final class RingGroup: @unchecked Sendable {
         }
         // Reduce-scatter: after step s, rank r holds the partial sum of segment r−s−1 over s+2
         // ranks. All-gather: pass the finished segments around.
+        // A reduce-scatter or an all-gather alone keeps its steps' slots and tags.
         var steps: [RingStep] = []
-        for s in 0..<(world - 1) {
+        for s in 0..<(world - 1) where phases != .allGather {
             let out = segment(rank - s)
             steps.append(RingStep(out: out, into: segment(rank - s - 1), tag: tag(phase: 1, step: UInt64(s)), add: true, slot: slot(s, out)))
         }
-        for s in 0..<(world - 1) {
+        for s in 0..<(world - 1) where phases != .reduceScatter {
             let out = segment(rank + 1 - s)
             steps.append(RingStep(out: out, into: segment(rank - s), tag: tag(phase: 2, step: UInt64(s)), add: false,
                                   slot: slot(world - 1 + s, out)))
@@ -439,8 +469,16 @@ public final class RingGroup: @unchecked Sendable {
         sendOrdinal = 0
         receiveOrdinal = 0
         receivedInline = false
-        firstFrameStart = .now
+        // How late the previous rank is shows when it starts a reduction; an all-gather's first
+        // frame also waits for that rank's work between the two halves.
+        firstFrameStart = phases == .allGather ? nil : .now
         return steps
+    }
+
+    /// Segment `j` (taken mod world) of an `n`-element buffer: the ring's unit of work.
+    private func segment(_ j: Int, of n: Int) -> Range<Int> {
+        let k = ((j % world) + world) % world
+        return (k * n / world)..<((k + 1) * n / world)
     }
 
     /// `pipeline` on the calling thread: the same frames in the same order (`PipelineOrder`),

@@ -126,6 +126,12 @@ do {
             // SKEIN_TESTPEER_STAGED=1: float buffers come from `stagingBuffer` (in the shared
             // window, sent in place) where the group offers one; prints "in-place N" at the end.
             let staged = getenv("SKEIN_TESTPEER_STAGED").map { String(cString: $0) } == "1"
+            // SKEIN_TESTPEER_SHARDED=1: reduceScatterBlocking then allGatherBlocking (from a plain
+            // thread) in place of the allreduce, as a sharded optimiser's step does; between the
+            // two, every element outside this rank's shard is overwritten with NaN, which the
+            // all-gather must replace (not in a staged buffer: the next rank may still be reading
+            // this rank's segments there, as it may until the rank's next collective).
+            let sharded = getenv("SKEIN_TESTPEER_SHARDED").map { String(cString: $0) } == "1"
             func contribution(_ n: Int) -> FloatBuffer {
                 let values = (staged ? group.stagingBuffer(count: n) : nil) ?? FloatBuffer(count: n)
                 for i in 0..<n { values[i] = Float(10 * sin(0.37 * Double(i) + Double(rank))) }
@@ -161,7 +167,15 @@ do {
             for k in 0..<repeats where !exact && !mixed {
                 // Rank r contributes x_r[i] = 10 sin(0.37 i + r).
                 let values = contribution(length)
-                if blocking {
+                if sharded {
+                    let slot = PeerBuffer(buffer: values.buffer)
+                    let shard = group.shard(count: length)
+                    try await onPlainThread {
+                        try group.reduceScatterBlocking(slot.buffer)
+                        for i in 0..<length where !staged && !shard.contains(i) { slot.buffer[i] = .nan }
+                        try group.allGatherBlocking(slot.buffer)
+                    }
+                } else if blocking {
                     let slot = PeerBuffer(buffer: values.buffer)
                     try await onPlainThread { try group.allreduceBlocking(slot.buffer) }
                 } else {

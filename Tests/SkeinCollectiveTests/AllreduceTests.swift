@@ -11,7 +11,7 @@ func reference(_ i: Int, world: Int) -> Double { (0..<world).reduce(0.0) { $0 + 
 /// `addresses`: every rank's address (a ring mixing transports); else `tcpBase` or ipc:// paths.
 func runRing(world: Int, length: Int, repeats: Int = 1, timeoutMs: Int = 5000, inline: Bool = false, tcpBase: Int? = nil,
              addresses: [String]? = nil, chunkFloats: Int? = nil, blocking: Bool = false, exact: Bool = false, mixed: Bool = false,
-             staged: Bool = false) async throws -> [[String]] {
+             staged: Bool = false, sharded: Bool = false) async throws -> [[String]] {
     let base = addresses?.joined(separator: ",") ?? tcpBase.map(String.init) ?? TemporaryDirectory.unique(prefix: "ring")
     let peers = try (0..<world).map { r in
         try ChildProcess("skein-testpeer", ["allreduce", String(r), String(world), base, String(length), String(repeats), String(timeoutMs)],
@@ -20,7 +20,8 @@ func runRing(world: Int, length: Int, repeats: Int = 1, timeoutMs: Int = 5000, i
                             blocking ? ["SKEIN_TESTPEER_BLOCKING": "1"] : [:]) { a, _ in a }.merging(
                             exact ? ["SKEIN_TESTPEER_EXACT": "1"] : [:]) { a, _ in a }.merging(
                             mixed ? ["SKEIN_TESTPEER_MIXED": "1"] : [:]) { a, _ in a }.merging(
-                            staged ? ["SKEIN_TESTPEER_STAGED": "1"] : [:]) { a, _ in a })
+                            staged ? ["SKEIN_TESTPEER_STAGED": "1"] : [:]) { a, _ in a }.merging(
+                            sharded ? ["SKEIN_TESTPEER_SHARDED": "1"] : [:]) { a, _ in a })
     }
     defer { for p in peers { p.kill() } }
     for p in peers {
@@ -147,6 +148,32 @@ struct AllreduceTests {
         let tcpMany = try await runRing(world: world, length: 1_000_003, repeats: 2, tcpBase: 27_500 + 100 * world + Int.random(in: 0..<40) * 10,
                                         chunkFloats: 1000, blocking: true)
         #expect(hash(tcpMany) == hash(many), "world \(world), tcp, 1,000-float frames")
+    }
+
+    @Test("reduce-scatter then all-gather (a sharded optimiser's step) give the allreduce's bits: worlds 1-4, shared memory, staged, inline, many frames, tcp",
+          arguments: [1, 2, 3, 4])
+    func reduceScatterAllGather(world: Int) async throws {
+        let hash = { (out: [[String]]) in out.map { $0.first { $0.hasPrefix("result ") } } }
+        // Lengths below the world size leave some ranks an empty shard. Between the two halves
+        // every element outside a rank's shard is overwritten with NaN, so the all-gather must
+        // bring all of them.
+        for length in [0, 1, 7, 1_000, 100_003] {
+            let allreduce = try await runRing(world: world, length: length, repeats: 2)
+            let sharded = try await runRing(world: world, length: length, repeats: 2, sharded: true)
+            #expect(Set(hash(sharded)).count == 1, "ranks disagree (world \(world), length \(length))")
+            #expect(hash(sharded) == hash(allreduce), "world \(world), length \(length)")
+        }
+        guard world > 1 else { return }
+        let reference = hash(try await runRing(world: world, length: 100_003, repeats: 3))
+        let staged = try await runRing(world: world, length: 100_003, repeats: 3, staged: true, sharded: true)
+        #expect(hash(staged) == reference, "world \(world), staged")
+        #expect(staged[0].contains { $0.hasPrefix("in-place ") && $0 != "in-place 0" }, "the reduce-scatter never sent in place: \(staged[0])")
+        #expect(hash(try await runRing(world: world, length: 100_003, repeats: 3, inline: true, sharded: true)) == reference, "world \(world), inline")
+        #expect(hash(try await runRing(world: world, length: 100_003, repeats: 3, chunkFloats: 1000, sharded: true)) == reference,
+                "world \(world), 1,000-float frames")
+        let tcp = try await runRing(world: world, length: 100_003, repeats: 3, tcpBase: 28_000 + 100 * world + Int.random(in: 0..<50) * 10,
+                                    sharded: true)
+        #expect(hash(tcp) == reference, "world \(world), tcp")
     }
 
     @Test("doorbells: allreduces of changing sizes (the window grows, tiny ones go inline), blocking on some ranks and async on others, give the bits of frames on the links",
