@@ -64,12 +64,17 @@ public final class Optimizer {
         second = FloatBuffer(count: config.kind == .sgd ? 0 : parameterCount)
     }
 
-    /// Applies one update with learning rate `lr` (from the schedule).
-    public func update(parameters p: FloatBuffer, gradients g: FloatBuffer, lr: Float) {
+    /// Applies one update with learning rate `lr` (from the schedule) to the elements in
+    /// `range` (all of them by default). Every rule is element-wise, so updating a range gives
+    /// those elements the bits a whole update gives them: a data-parallel rank that shards the
+    /// optimiser updates only its shard (the moments elsewhere go stale until gathered).
+    public func update(parameters p: FloatBuffer, gradients g: FloatBuffer, lr: Float, range: Range<Int>? = nil) {
         precondition(p.count == g.count)
+        let range = range ?? 0..<p.count
+        precondition(range.lowerBound >= 0 && range.upperBound <= p.count)
         step += 1
-        let n = p.count
-        let pp = p.pointer, gp = g.pointer
+        let n = range.count
+        let pp = p.pointer + range.lowerBound, gp = g.pointer + range.lowerBound
         let wd = config.weightDecay
         switch config.kind {
         case .sgd:
@@ -77,7 +82,7 @@ public final class Optimizer {
             if mu == 0 {
                 for i in 0..<n { pp[i] -= lr * (gp[i] + wd * pp[i]) }
             } else {
-                let v = first.pointer
+                let v = first.pointer + range.lowerBound
                 let nesterov = config.nesterov
                 for i in 0..<n {
                     let grad = gp[i] + wd * pp[i]
@@ -94,7 +99,7 @@ public final class Optimizer {
             let decoupled = config.kind == .adamw
             let l2: Float = decoupled ? 0 : wd
             let decay: Float = decoupled ? 1 - lr * wd : 1
-            Vectorized.adamUpdate(p: pp, g: gp, m: first.pointer, v: second.pointer, count: n, b1: b1, b2: b2, l2: l2,
+            Vectorized.adamUpdate(p: pp, g: gp, m: first.pointer + range.lowerBound, v: second.pointer + range.lowerBound, count: n, b1: b1, b2: b2, l2: l2,
                                   decay: decay, stepSize: stepSize, invC2: invC2, eps: eps)
         }
     }

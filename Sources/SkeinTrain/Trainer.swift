@@ -69,6 +69,14 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
     /// With `.exact`: rows per micro-batch, the unit of work whose gradient is the same on any
     /// rank (default 64).
     public var microBatch: Int
+    /// Data-parallel `fast` reduction without clipping: each rank updates only its shard of the
+    /// parameters and keeps only that shard of the optimiser's moments current (ZeRO stage 1),
+    /// so the update's cost is split over the ranks instead of repeated on each. Same bits as
+    /// unsharded. The whole state is gathered at the end of every epoch, every
+    /// `Trainer.wholeStateInterval` steps and before a step-based checkpoint; a group that
+    /// loses a rank goes back to the last whole state (see `Trainer.rollBackToWholeState`).
+    /// Default on.
+    public var shardOptimizer: Bool
 
     /// How gradients are summed across the ranks of a group.
     public enum Reduction: String, Codable, Sendable {
@@ -83,14 +91,15 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
 
     public init(epochs: Int = 10, batchSize: Int = 128, optimizer: OptimizerConfig = OptimizerConfig(),
                 schedule: LearningRateSchedule = LearningRateSchedule(), clipNorm: Float = 0, logEvery: Int = 100,
-                reduction: Reduction = .fast, microBatch: Int = 64) {
+                reduction: Reduction = .fast, microBatch: Int = 64, shardOptimizer: Bool = true) {
         self.epochs = epochs; self.batchSize = batchSize; self.optimizer = optimizer; self.schedule = schedule
         self.clipNorm = clipNorm; self.logEvery = logEvery; self.reduction = reduction; self.microBatch = microBatch
+        self.shardOptimizer = shardOptimizer
     }
 
     enum CodingKeys: String, CodingKey {
         case epochs, batchSize = "batch_size", optimizer, schedule, clipNorm = "clip_norm", logEvery = "log_every", reduction
-        case microBatch = "micro_batch"
+        case microBatch = "micro_batch", shardOptimizer = "shard_optimizer"
     }
 
     public init(from decoder: Decoder) throws {
@@ -104,6 +113,7 @@ public struct TrainingSettings: Codable, Equatable, Sendable {
         logEvery = try c.decodeIfPresent(Int.self, forKey: .logEvery) ?? d.logEvery
         reduction = try c.decodeIfPresent(Reduction.self, forKey: .reduction) ?? d.reduction
         microBatch = try c.decodeIfPresent(Int.self, forKey: .microBatch) ?? d.microBatch
+        shardOptimizer = try c.decodeIfPresent(Bool.self, forKey: .shardOptimizer) ?? d.shardOptimizer
     }
 
     public func validate() throws(TrainError) {
@@ -135,6 +145,15 @@ public protocol GradientReducer: AnyObject {
     /// Adds int64 cells across the group, wrapping: exact in any order (a sharded evaluation's
     /// results, each cell filled by one rank and zero on the others).
     func reduceCells(_ cells: UnsafeMutableBufferPointer<Int64>) throws
+    /// For a sharded optimiser: the elements of a `count`-element buffer this rank holds summed
+    /// after `reduceScatter` and hands out in `allGather`, or nil when the reducer cannot split
+    /// its reduction (one rank).
+    func shard(count: Int) -> Range<Int>?
+    /// The first half of `reduce`: afterwards only this rank's `shard(count:)` of `gradients`
+    /// holds the group's sum (with the bits `reduce` gives it).
+    func reduceScatter(_ gradients: FloatBuffer) throws
+    /// Every rank's `shard(count:)` of `values` to every rank.
+    func allGather(_ values: FloatBuffer) throws
     /// Seconds spent reducing so far (communication plus waiting for the slowest rank).
     var communicationSeconds: Double { get }
     /// Seconds spent waiting for the previous rank's first frame (how late it came).
@@ -144,6 +163,9 @@ public protocol GradientReducer: AnyObject {
 extension GradientReducer {
     public func gradientStorage(count: Int) -> FloatBuffer? { nil }
     public func reduceTotals(_ totals: FloatBuffer) throws { try reduce(totals) }
+    public func shard(count: Int) -> Range<Int>? { nil }
+    public func reduceScatter(_ gradients: FloatBuffer) throws { try reduce(gradients) }
+    public func allGather(_ values: FloatBuffer) throws {}
     public var communicationSeconds: Double { 0 }
     public var waitSeconds: Double { 0 }
 }
@@ -183,6 +205,14 @@ public final class Trainer {
     private var dropoutRNG: Xoshiro256
     private var order: [Int] = []
     private var orderEpoch = -1
+
+    /// Sharded optimiser (`TrainingSettings.shardOptimizer`): whether the moments outside this
+    /// rank's shard went stale since the last whole state, and that state (`checkpoint()`).
+    private var statePartial = false
+    private var wholeState: Checkpoint?
+    /// Steps between gathers of a sharded optimiser's whole state: how far a group that lost a
+    /// rank goes back at most (fewer at the end of an epoch). Each gather is two all-gathers.
+    public static let wholeStateInterval = 100
 
     /// `reduction: exact`: this rank's micro-batch gradients, summed in fixed point.
     private let exactSums: FixedPointSum?
@@ -238,11 +268,14 @@ public final class Trainer {
         }
         let globalRows = min(settings.batchSize, data.count - stepInEpoch * settings.batchSize)
         let (sum, correct, n): (Double, Int, Int)
+        var shard: Range<Int>? // this rank's part of a sharded update
         if let exactSums {
             (sum, correct, n) = try exactStep(globalRows: globalRows, sums: exactSums)
             try reducer.reduceExact(exactSums)
             exactSums.write(into: network.gradients.pointer)
         } else {
+            shard = world > 1 && settings.shardOptimizer && settings.clipNorm == 0 ? reducer.shard(count: network.parameterCount) : nil
+            if shard != nil && !statePartial { saveWholeState() }
             network.useGradientStorage(reducer.gradientStorage(count: network.parameterCount))
             if world > 1 {
                 // A rank's dropout stream is a function of (rank, step): a group resumed from a
@@ -260,11 +293,20 @@ public final class Trainer {
             } else {
                 network.gradients.fill(0)
             }
-            try reducer.reduce(network.gradients)
+            if shard != nil { try reducer.reduceScatter(network.gradients) } else { try reducer.reduce(network.gradients) }
         }
         if settings.clipNorm > 0 { Optimizer.clip(network.gradients, maxNorm: settings.clipNorm) }
         let lr = settings.schedule.rate(at: globalStep, base: settings.optimizer.learningRate, totalSteps: totalSteps)
-        optimizer.update(parameters: network.parameters, gradients: network.gradients, lr: lr)
+        if let shard {
+            statePartial = true
+            optimizer.update(parameters: network.parameters, gradients: network.gradients, lr: lr, range: shard)
+            try reducer.allGather(network.parameters)
+            if stepInEpoch + 1 == stepsPerEpoch || (globalStep + 1) % Self.wholeStateInterval == 0 {
+                try completeState(reducer: reducer)
+            }
+        } else {
+            optimizer.update(parameters: network.parameters, gradients: network.gradients, lr: lr)
+        }
         epochLossSum += sum
         epochRows += n
         epochCorrect += correct
@@ -390,8 +432,47 @@ public final class Trainer {
         if rank != 0 { epochLossSum = 0; epochRows = 0; epochCorrect = 0 }
     }
 
-    /// The whole training state.
+    /// The whole training state: the current one, or with a sharded optimiser whose moments
+    /// were not gathered since, the last whole state (see `wholeStateStep`).
     public func checkpoint() -> Checkpoint {
+        if statePartial, let wholeState { return wholeState }
+        return currentState()
+    }
+
+    /// The global step `checkpoint()` stands at.
+    public var wholeStateStep: Int { statePartial ? wholeState?.globalStep ?? globalStep : globalStep }
+
+    /// Sharded optimiser: gathers every rank's shard of the moments, so every rank holds the
+    /// whole training state again. A collective: every rank of the group calls it at the same
+    /// step. Nothing to do (and no collective) when the state is whole.
+    public func completeState(reducer: any GradientReducer) throws {
+        guard statePartial else { return }
+        for moments in [optimizer.first, optimizer.second] where moments.count > 0 { try reducer.allGather(moments) }
+        statePartial = false
+    }
+
+    /// Goes back to the last whole state, keeping this rank's own epoch totals: after the
+    /// group lost a rank, whose shard of the moments is gone. The steps since are trained again.
+    public func rollBackToWholeState() throws(TrainError) {
+        guard statePartial, let s = wholeState else { return }
+        try restore(s, path: "the last whole training state")
+        epochLossSum = s.epochLossSum; epochRows = s.epochRows; epochCorrect = s.epochCorrect
+    }
+
+    /// Keeps the current (whole) state before a sharded update makes it partial, copying into
+    /// the buffers of the last one kept: no allocation.
+    private func saveWholeState() {
+        guard var s = wholeState else { wholeState = currentState(); return }
+        wholeState = nil // `s` holds the only reference: its arrays are written in place
+        s.epoch = epoch; s.stepInEpoch = stepInEpoch; s.globalStep = globalStep; s.optimizerStep = optimizer.step
+        s.epochLossSum = epochLossSum; s.epochRows = epochRows; s.epochCorrect = epochCorrect; s.dropoutRNG = dropoutRNG.state
+        for (array, buffer) in [(\Checkpoint.parameters, network.parameters), (\.firstMoment, optimizer.first), (\.secondMoment, optimizer.second)] {
+            s[keyPath: array].withUnsafeMutableBufferPointer { $0.baseAddress?.update(from: buffer.pointer, count: $0.count) }
+        }
+        wholeState = s
+    }
+
+    private func currentState() -> Checkpoint {
         Checkpoint(layers: network.layers, loss: loss, optimizerKind: settings.optimizer.kind, epoch: epoch,
                    stepInEpoch: stepInEpoch, globalStep: globalStep, optimizerStep: optimizer.step,
                    epochLossSum: epochLossSum, epochRows: epochRows, epochCorrect: epochCorrect,
@@ -409,6 +490,7 @@ public final class Trainer {
               c.secondMoment.count == optimizer.second.count else { throw fail("buffer sizes do not match the model") }
         guard let rng = Xoshiro256(state: c.dropoutRNG) else { throw fail("invalid RNG state") }
         guard c.stepInEpoch < stepsPerEpoch else { throw fail("step \(c.stepInEpoch) is past the end of an epoch of \(stepsPerEpoch) steps") }
+        statePartial = false
         network.parameters.copy(from: FloatBuffer(c.parameters))
         optimizer.first.copy(from: FloatBuffer(c.firstMoment))
         optimizer.second.copy(from: FloatBuffer(c.secondMoment))

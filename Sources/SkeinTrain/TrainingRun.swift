@@ -111,12 +111,21 @@ public final class TrainingRun {
         var epochCommunicationStart = reducer.communicationSeconds
         var epochWaitStart = reducer.waitSeconds
         var lastCheckpoint = Date()
+        var lastOffered = -1
         while !trainer.isFinished {
             if shouldStop() { break }
-            if let policy, (policy.steps > 0 && trainer.globalStep > 0 && trainer.globalStep % policy.steps == 0 && trainer.stepInEpoch != 0)
-                || (policy.seconds > 0 && Date().timeIntervalSince(lastCheckpoint) >= policy.seconds) {
-                onCheckpoint(trainer.checkpoint())
-                lastCheckpoint = Date()
+            if let policy {
+                // Every rank decides a step-based checkpoint alike, so it can gather a sharded
+                // optimiser's state first; a time-based one (a rank's own clock) takes the last
+                // whole state as it is, which is never more than `wholeStateInterval` steps old.
+                let bySteps = policy.steps > 0 && trainer.globalStep > 0 && trainer.globalStep % policy.steps == 0 && trainer.stepInEpoch != 0
+                if bySteps || (policy.seconds > 0 && Date().timeIntervalSince(lastCheckpoint) >= policy.seconds) {
+                    if bySteps { try trainer.completeState(reducer: reducer) }
+                    let c = trainer.checkpoint()
+                    if c.globalStep != lastOffered { onCheckpoint(c) }
+                    lastOffered = c.globalStep
+                    lastCheckpoint = Date()
+                }
             }
             let stepStart = Date()
             let r = try trainer.step(reducer: reducer)
@@ -199,12 +208,15 @@ public final class TrainingRun {
         return (evaluations[0], evaluations[1])
     }
 
-    private func writeCheckpoint(_ onEvent: (TrainingEvent) -> Void) throws(TrainError) {
-        guard let dir = config.checkpoint.directory, rank == 0 else { return }
+    /// Called by every rank at the same step (a sharded optimiser's state is gathered first).
+    private func writeCheckpoint(_ onEvent: (TrainingEvent) -> Void) throws {
+        guard let dir = config.checkpoint.directory else { return }
+        try trainer.completeState(reducer: reducer)
+        guard rank == 0 else { return }
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         } catch {
-            throw .io(path: dir, reason: "cannot create checkpoint directory")
+            throw TrainError.io(path: dir, reason: "cannot create checkpoint directory")
         }
         let path = "\(dir)/step-\(String(format: "%08d", trainer.globalStep)).ckpt"
         try trainer.checkpoint().write(to: path)

@@ -63,6 +63,16 @@ public final class RingReducer: GradientReducer {
         try group.allreduceBlocking(cells)
     }
 
+    public func shard(count: Int) -> Range<Int>? { group.shard(count: count) }
+
+    public func reduceScatter(_ gradients: FloatBuffer) throws {
+        try timed { () throws(CollectiveError) in try group.reduceScatterBlocking(gradients.buffer) }
+    }
+
+    public func allGather(_ values: FloatBuffer) throws {
+        try timed { () throws(CollectiveError) in try group.allGatherBlocking(values.buffer) }
+    }
+
     /// Runs one allreduce, adding its time to `communicationSeconds`.
     private func timed(_ allreduce: () throws(CollectiveError) -> Void) throws(CollectiveError) {
         let start = ContinuousClock.now
@@ -82,11 +92,16 @@ struct StateSlot: @unchecked Sendable {
 /// Brings every rank of a (re-formed) group to the same training state: rank 0's, sent down the
 /// ring as checkpoint bytes. After a rank was lost mid-step, the survivors may stand one step
 /// apart (the allreduce may have finished on some ranks and not on others); the caller makes
-/// the most advanced survivor rank 0. Then every rank continues as its new rank and world.
+/// the most advanced survivor rank 0 (by `Trainer.wholeStateStep`: with a sharded optimiser
+/// every rank first goes back to its last whole state). Then every rank continues as its new
+/// rank and world.
 /// Rank 0 also says whether it still owes an epoch's report (`TrainingRun.owesEpochReport`,
 /// passed as `owesEpochReport`); every rank gets that answer back, to close the epoch together.
 @discardableResult
 public func resynchronize(_ trainer: Trainer, over group: RingGroup, owesEpochReport: Bool = false) throws -> Bool {
+    // A sharded optimiser's moments are whole only as of the last gather: the lost rank's shard
+    // of the newer ones is gone.
+    try trainer.rollBackToWholeState()
     let count = FloatBuffer(count: 2)
     var payload = FloatBuffer(count: 0)
     if group.rank == 0 {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SkeinTensor
 import SkeinTestSupport
 @testable import SkeinTrain
 
@@ -18,8 +19,58 @@ func smallConfig(epochs: Int = 2, optimizer: OptimizerConfig = OptimizerConfig(k
     return c
 }
 
+/// Stands in for a group of two in one process: this rank's shard is the first half, the
+/// reduce-scatter leaves the gradient as it is and the all-gather brings nothing (the other
+/// half would come from the absent rank), so a sharded step updates the first half only.
+/// Counts what it is asked to gather.
+final class HalfShardReducer: GradientReducer {
+    var gathered: [Int] = [] // element counts of the buffers all-gathered, in order
+    func reduce(_ gradients: FloatBuffer) throws {}
+    func reduceExact(_ sums: FixedPointSum) throws {}
+    func reduceCells(_ cells: UnsafeMutableBufferPointer<Int64>) throws {}
+    func shard(count: Int) -> Range<Int>? { 0..<count / 2 }
+    func reduceScatter(_ gradients: FloatBuffer) throws {}
+    func allGather(_ values: FloatBuffer) throws { gathered.append(values.count) }
+}
+
 @Suite("Determinism and checkpoints")
 struct DeterminismTests {
+    @Test("sharded optimiser: a step updates only the shard; checkpoint() is the last whole state until the moments are gathered (every epoch's end, or asked); rolling back replays the same bits")
+    func shardedWholeState() throws {
+        var cfg = smallConfig()
+        cfg.training.clipNorm = 0 // clipping needs the whole gradient: it turns sharding off
+        let run = try TrainingRun(config: cfg, splits: fashionSubset, rank: 0, world: 2)
+        let t = run.trainer, reducer = HalfShardReducer()
+        let n = t.network.parameterCount, half = n / 2
+        let initial = t.network.parameters.array
+        for _ in 0..<3 { _ = try t.step(reducer: reducer) }
+        #expect(Array(t.network.parameters.array[half...]) == Array(initial[half...]), "updated outside its shard")
+        #expect(Array(t.network.parameters.array[..<half]) != Array(initial[..<half]))
+        #expect(t.optimizer.first.array[half...].allSatisfy { $0 == 0 }, "moments outside the shard were touched")
+        #expect(reducer.gathered == [n, n, n], "one all-gather of the parameters per step")
+        #expect(t.checkpoint().globalStep == 0 && t.wholeStateStep == 0 && t.checkpoint().parameters == initial)
+        try t.completeState(reducer: reducer)
+        #expect(reducer.gathered == [n, n, n, n, n], "the two moments gathered")
+        let atThree = t.checkpoint()
+        #expect(atThree.globalStep == 3 && atThree.parameters == t.network.parameters.array)
+        for _ in 0..<2 { _ = try t.step(reducer: reducer) }
+        let atFive = t.network.parameters.array
+        #expect(t.checkpoint() == atThree && t.wholeStateStep == 3)
+        try t.rollBackToWholeState()
+        #expect(t.globalStep == 3 && t.network.parameters.array == atThree.parameters)
+        for _ in 0..<2 { _ = try t.step(reducer: reducer) }
+        #expect(t.network.parameters.array == atFive, "steps after a roll-back differ from the first time")
+        // The epoch's last step gathers the moments itself: at its end the state is whole.
+        while t.epoch < 1 { _ = try t.step(reducer: reducer) }
+        #expect(t.wholeStateStep == t.globalStep && t.checkpoint().globalStep == t.globalStep)
+        #expect(Array(reducer.gathered.suffix(3)) == [n, n, n])
+        // One rank, or clipping: no sharding.
+        let single = try TrainingRun(config: cfg, splits: fashionSubset)
+        let none = HalfShardReducer()
+        _ = try single.trainer.step(reducer: none)
+        #expect(none.gathered.isEmpty && single.trainer.checkpoint().globalStep == 1)
+    }
+
     @Test("two runs with the same seed give bitwise-identical parameters")
     func sameSeed() throws {
         let a = try TrainingRun(config: smallConfig(), splits: fashionSubset)

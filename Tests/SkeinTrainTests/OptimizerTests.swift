@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import SkeinTensor
 @testable import SkeinTrain
@@ -41,6 +42,34 @@ struct OptimizerTests {
         #expect(abs(w[0] - 2 * (1 - 0.05)) < 1e-6)
         let l2 = run(OptimizerConfig(kind: .adam, weightDecay: 0.1), steps: 1, p: [2], g: [0], lr: 0.5)
         #expect(abs(l2[0] - 1.5) < 1e-4)
+    }
+
+    @Test("updates of disjoint ranges, one optimiser per range (ranks of a sharded optimiser), give the whole update's bits", arguments: [
+        OptimizerConfig(kind: .adamw, weightDecay: 0.01), OptimizerConfig(kind: .adam, weightDecay: 0.001),
+        OptimizerConfig(kind: .sgd, momentum: 0.9, nesterov: true, weightDecay: 0.01),
+    ])
+    func rangesMatchWhole(cfg: OptimizerConfig) {
+        // 1,003 elements cut at unaligned places: SIMD bodies and scalar tails in every range.
+        let n = 1_003, cuts = [0, 333, 334, 701, n]
+        let whole = FloatBuffer((0..<n).map { Float(sin(Double($0))) })
+        let parts = (0..<cuts.count - 1).map { _ in FloatBuffer(whole.array) }
+        let wholeOptimizer = Optimizer(cfg, parameterCount: n)
+        let partOptimizers = parts.map { _ in Optimizer(cfg, parameterCount: n) }
+        for step in 1...5 {
+            let g = FloatBuffer((0..<n).map { Float(cos(Double($0 * step))) * 0.1 })
+            wholeOptimizer.update(parameters: whole, gradients: g, lr: 0.01)
+            for (k, part) in parts.enumerated() {
+                partOptimizers[k].update(parameters: part, gradients: g, lr: 0.01, range: cuts[k]..<cuts[k + 1])
+            }
+        }
+        for (k, part) in parts.enumerated() {
+            let r = cuts[k]..<cuts[k + 1]
+            #expect(Array(part.array[r]) == Array(whole.array[r]), "\(cfg.kind) range \(r)")
+            #expect(Array(partOptimizers[k].first.array[r]) == Array(wholeOptimizer.first.array[r]), "\(cfg.kind) range \(r): moments")
+            // Outside its range an optimiser's parameters and moments are untouched.
+            let outside = (0..<n).filter { !r.contains($0) }
+            #expect(outside.allSatisfy { part.array[$0] == Float(sin(Double($0))) }, "\(cfg.kind) range \(r) wrote outside")
+        }
     }
 
     @Test("gradient clipping by global norm")

@@ -142,7 +142,7 @@ struct Train: ParsableCommand {
                 // A rank was lost (or is silent): tell the launcher how far this rank got, take the
                 // re-formed group it sends back, and continue from the most advanced survivor's state.
                 // The old group is kept, not closed: closing a link whose peer died can hang nng 1.5.2.
-                print("@skein failed \(t.globalStep) \(failure)")
+                print("@skein failed \(t.wholeStateStep) \(failure)")
                 fflush(nil)
                 guard let line = readLine(), case let parts = line.split(separator: " "), parts.count == 4, parts[0] == "group",
                       let epoch = UInt64(parts[1]), let newRank = Int(parts[2]) else {
