@@ -193,6 +193,40 @@ struct DataParallelTests {
         #expect(ContinuousClock.now - killed < .seconds(120))
     }
 
+    @Test("a rank frozen (SIGSTOP) past the peer timeout, then thawed: the group re-forms with every rank and finishes")
+    func frozenRankRejoins() async throws {
+        let dir = try TemporaryDirectory.make(prefix: "dpfreeze")
+        let p = try ChildProcess("skein", ["train", try config(in: dir), "--ranks", "3", "--peer-timeout", "1", "--epochs", "12"])
+        _ = try await p.waitForLine(startingWith: "epoch 2/", timeout: .seconds(120))
+        let line = try #require(p.log.split(separator: "\n").first { $0.hasPrefix("rank 1: pid ") })
+        let pid = try #require(Int32(line.split(separator: " ").last!))
+        Foundation.kill(pid, SIGSTOP)
+        try await Task.sleep(for: .seconds(3))
+        Foundation.kill(pid, SIGCONT)
+        #expect(try await p.waitForExit(timeout: .seconds(180)) == 0, "\(p.output) \(p.log)")
+        #expect(p.output.contains { $0.hasPrefix("group re-formed: 3 ranks") }, "\(p.output)")
+        #expect(p.log.contains("0 rank(s) lost so far") && !p.log.contains("finished with"), "\(p.log)")
+        #expect(p.output.filter { $0.hasPrefix("epoch ") }.count == 12)
+    }
+
+    @Test("kill -9 the --ranks launcher: its ranks stop within seconds instead of training on")
+    func launcherKilled() async throws {
+        let dir = try TemporaryDirectory.make(prefix: "dplauncher")
+        let p = try ChildProcess("skein", ["train", try config(in: dir), "--ranks", "2", "--epochs", "200"])
+        _ = try await p.waitForLine(startingWith: "epoch 1/", timeout: .seconds(120))
+        let pids = try (0..<2).map { r in
+            let line = try #require(p.log.split(separator: "\n").first { $0.hasPrefix("rank \(r): pid ") })
+            return try #require(Int32(line.split(separator: " ").last!))
+        }
+        p.kill(SIGKILL)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while pids.contains(where: { Foundation.kill($0, 0) == 0 }), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(!pids.contains { Foundation.kill($0, 0) == 0 }, "ranks still running after their launcher was killed: \(pids)")
+        for pid in pids { Foundation.kill(pid, SIGKILL) }
+    }
+
     @Test("a rank killed in an epoch's closing evaluation: the survivors re-form and close that epoch together; no report or checkpoint is lost, the last epoch's included",
           arguments: [(2, 1), (0, 3)])
     func killedDuringEpochClose(victim: Int, epoch: Int) async throws {

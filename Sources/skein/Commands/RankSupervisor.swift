@@ -61,6 +61,7 @@ final class RankSupervisor: @unchecked Sendable {
             }
             p.standardOutput = stdout
             p.standardInput = stdin
+            p.environment = ProcessInfo.processInfo.environment.merging(["SKEIN_LAUNCHER_PID": String(getpid())]) { _, new in new }
             let index = r
             p.terminationHandler = { [self] proc in post(.exited(index, proc.terminationStatus)) }
             try p.run()
@@ -103,7 +104,8 @@ final class RankSupervisor: @unchecked Sendable {
                 epoch += 1
                 let order = live.enumerated().sorted { ($0.element.failedAt!, -$0.offset) > ($1.element.failedAt!, -$1.offset) }.map(\.element)
                 let list = peers(epoch: epoch, count: order.count)
-                FileHandle.standardError.write(Data("skein: a rank was lost; re-forming the group with \(order.count) rank(s) at step \(order[0].failedAt!)\n".utf8))
+                let lost = members.count(where: { $0.status != nil })
+                FileHandle.standardError.write(Data("skein: the group failed (\(lost) rank(s) lost so far); re-forming it with \(order.count) rank(s) at step \(order[0].failedAt!)\n".utf8))
                 for (r, m) in order.enumerated() {
                     m.rank = r
                     m.failedAt = nil

@@ -53,6 +53,16 @@ struct Train: ParsableCommand {
             guard ranks >= 1 else { throw CLIError("--ranks must be at least 1 (got \(ranks))") }
             if ranks > 1 { return try launchLocalRanks(ranks) }
         }
+        if supervised, let text = ProcessInfo.processInfo.environment["SKEIN_LAUNCHER_PID"], let launcher = Int32(text) {
+            // A rank ends with its launcher: one killed outright (SIGKILL) cannot stop its
+            // ranks, which would otherwise train on, or re-form groups, with nobody reading.
+            let line = Data("skein: rank \(self.rank.map(String.init) ?? "?"): the launcher (pid \(launcher)) is gone; stopping\n".utf8)
+            Thread.detachNewThread {
+                while getppid() == launcher { sleep(1) }
+                FileHandle.standardError.write(line)
+                _exit(70)
+            }
+        }
         var cfg = try cli { () throws(ConfigError) in try YAMLConfig.loadTrainConfig(config) }
         if let checkpointDir { cfg.checkpoint.directory = checkpointDir }
         if let epochs { cfg.training.epochs = epochs }
