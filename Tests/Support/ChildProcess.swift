@@ -92,6 +92,8 @@ public final class ChildProcess: Sendable {
             Foundation.kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
+        // Read (and shown in failures) while the process object lives; nobody can after.
+        try? FileManager.default.removeItem(atPath: logPath)
     }
 }
 
