@@ -21,15 +21,36 @@ func bytes(_ n: Int, seed: UInt8) -> UnsafeMutableRawBufferPointer {
 /// A buffer handed to a child task; the parent awaits the task before freeing it.
 struct SharedBytes: @unchecked Sendable { let buffer: UnsafeMutableRawBufferPointer }
 
+/// The buffers of an `n`-byte exchange between two ends: what each sends (patterns from `seed`
+/// and `seed + 1`) and zeroed room for what it receives. Freed by the caller (`deallocate`).
+struct Exchange {
+    let outA: SharedBytes, outB: SharedBytes, inA: SharedBytes, inB: SharedBytes
+    let n: Int
+
+    init(_ n: Int, seed: UInt8) {
+        self.n = n
+        outA = SharedBytes(buffer: bytes(n, seed: seed)); outB = SharedBytes(buffer: bytes(n, seed: seed + 1))
+        inA = SharedBytes(buffer: bytes(n, seed: 0)); inB = SharedBytes(buffer: bytes(n, seed: 0))
+    }
+
+    /// Each end received exactly what the other sent.
+    func expectEachGotTheOther() {
+        #expect(memcmp(outA.buffer.baseAddress!, inB.buffer.baseAddress!, n) == 0)
+        #expect(memcmp(outB.buffer.baseAddress!, inA.buffer.baseAddress!, n) == 0)
+    }
+
+    func deallocate() { for b in [outA, outB, inA, inB] { b.buffer.deallocate() } }
+}
+
 @Suite("Byte streams (nng stream API over tcp)")
 struct ByteStreamTests {
     @Test("gathered writes arrive in scattered reads, 8 MiB both ways at once, in many partial transfers")
     func bothWays() async throws {
         let (_, a, b) = try await streamPair()
         let n = 8 << 20
-        let outA = bytes(n, seed: 1), outB = bytes(n, seed: 2), inA = bytes(n, seed: 0), inB = bytes(n, seed: 0)
-        defer { for p in [outA, outB, inA, inB] { p.deallocate() } }
-        let (oa, ob, ia, ib) = (SharedBytes(buffer: outA), SharedBytes(buffer: outB), SharedBytes(buffer: inA), SharedBytes(buffer: inB))
+        let x = Exchange(n, seed: 1)
+        defer { x.deallocate() }
+        let (oa, ob, ia, ib) = (x.outA, x.outB, x.inA, x.inB)
         try await withThrowingTaskGroup(of: Void.self) { group in
             // Uneven pieces on both sides, so piece boundaries never line up with the kernel's.
             group.addTask { try await a.write([UnsafeRawBufferPointer(rebasing: oa.buffer[..<40]), UnsafeRawBufferPointer(rebasing: oa.buffer[40...])], timeout: .seconds(10)) }
@@ -38,8 +59,7 @@ struct ByteStreamTests {
             group.addTask { try await a.read(into: [ia.buffer], timeout: .seconds(10)) }
             try await group.waitForAll()
         }
-        #expect(memcmp(outA.baseAddress!, inB.baseAddress!, n) == 0)
-        #expect(memcmp(outB.baseAddress!, inA.baseAddress!, n) == 0)
+        x.expectEachGotTheOther()
     }
 
     @Test("a read from a silent peer ends with .timedOut; a closed peer ends it with an error; a cancelled read with .cancelled")
@@ -71,9 +91,8 @@ struct ByteStreamTests {
     func blockingBothWays() async throws {
         let (_, a, b) = try await streamPair()
         let n = 8 << 20
-        let outA = bytes(n, seed: 3), outB = bytes(n, seed: 4), inA = bytes(n, seed: 0), inB = bytes(n, seed: 0)
-        defer { for p in [outA, outB, inA, inB] { p.deallocate() } }
-        let (oa, ob, ia, ib) = (SharedBytes(buffer: outA), SharedBytes(buffer: outB), SharedBytes(buffer: inA), SharedBytes(buffer: inB))
+        let x = Exchange(n, seed: 3)
+        defer { x.deallocate() }
         // Each thread queues its whole write in uneven pieces, then reads the other's in pieces
         // smaller than the kernel's buffers: neither may wait for its own write to finish first.
         func side(_ s: ByteStream, out: SharedBytes, into: SharedBytes) -> Thread {
@@ -94,11 +113,10 @@ struct ByteStreamTests {
                 }
             }
         }
-        let threads = [side(a, out: oa, into: ia), side(b, out: ob, into: ib)]
+        let threads = [side(a, out: x.outA, into: x.inA), side(b, out: x.outB, into: x.inB)]
         for t in threads { t.start() }
         while threads.contains(where: { !$0.isFinished }) { try await Task.sleep(for: .milliseconds(5)) }
-        #expect(memcmp(outA.baseAddress!, inB.baseAddress!, n) == 0)
-        #expect(memcmp(outB.baseAddress!, inA.baseAddress!, n) == 0)
+        x.expectEachGotTheOther()
     }
 
     @Test("a blocking read from a silent peer ends with .timedOut at its deadline; from a closed peer at once")
