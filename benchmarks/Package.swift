@@ -17,6 +17,10 @@ let package = Package(
         .executableTarget(name: "allreduce-bench", dependencies: [
             .product(name: "SkeinCollective", package: "Skein"), .product(name: "SkeinTensor", package: "Skein"),
         ]),
+        .executableTarget(name: "update-bench", dependencies: [
+            .product(name: "SkeinCollective", package: "Skein"), .product(name: "SkeinTensor", package: "Skein"),
+            .product(name: "SkeinTrain", package: "Skein"),
+        ]),
         .executableTarget(name: "train-bench", dependencies: [
             .product(name: "SkeinTrain", package: "Skein"), .product(name: "SkeinTensor", package: "Skein"),
         ]),
