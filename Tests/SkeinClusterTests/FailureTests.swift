@@ -20,6 +20,23 @@ func slowSweep(_ name: String, trials: Int, seconds: Double, seed: Int = 2) -> S
     """
 }
 
+/// A sweep whose trials numbered `open` and up wait until the file `gate` exists.
+func gatedSweep(_ name: String, trials: Int, gate: String, open: Int = 4) -> String {
+    """
+    name: \(name)
+    seed: 2
+    objective: {metric: loss, direction: minimize}
+    budget: {max_trials: \(trials)}
+    trial:
+      kind: command
+      command: [python3, -c, "import json, os, time\\nwhile int(os.environ['SKEIN_TRIAL_NUMBER']) >= \(open) and not os.path.exists('\(gate)'):\\n    time.sleep(0.02)\\nprint(json.dumps({'loss': {x}}))"]
+    search:
+      method: random
+      parameters:
+        x: {uniform: [0, 1]}
+    """
+}
+
 @Suite("Failures (real processes, kill -9)", .serialized)
 struct FailureTests {
     @Test("kill -9 a worker mid-trial: its lease is revoked after the heartbeat timeout and the trial runs elsewhere")
@@ -98,7 +115,11 @@ struct FailureTests {
         let dir = cluster!.dir
         try cluster!.addWorker("a", slots: 2)
         try cluster!.addWorker("b", slots: 2)
-        try await cluster!.submit(slowSweep("ck", trials: 16, seconds: 0.4), name: "ck")
+        // Trials 4 and up wait for a gate the test opens after the restart, so the sweep is
+        // mid-way when the coordinator dies however slowly this machine runs (timing alone let
+        // it finish first once).
+        let gate = dir + "/gate"
+        try await cluster!.submit(gatedSweep("ck", trials: 16, gate: gate), name: "ck")
         let store = try cluster!.store
         let deadline = ContinuousClock.now + .seconds(60)
         while (try store.sweep(named: "ck").map { try store.summary(sweepID: $0.id).counts[.completed] ?? 0 } ?? 0) < 4 {
@@ -107,11 +128,14 @@ struct FailureTests {
         }
         cluster!.coordinator.kill(SIGKILL)
         _ = try await cluster!.coordinator.waitForExit()
-        let before = try store.trials(sweepID: store.sweep(named: "ck")!.id).filter { $0.status == .completed }
+        let killed = try #require(try store.sweep(named: "ck"))
+        #expect(killed.status == .running)
+        let before = try store.trials(sweepID: killed.id).filter { $0.status == .completed }
         // Same run directory, same address: the workers reconnect by themselves.
         let restarted = try ChildProcess("skein", ["coordinator", "--listen", cluster!.address, "--run-dir", dir, "--heartbeat", "0.5"])
         defer { restarted.kill() }
         _ = try await restarted.waitForLine(startingWith: "listening ")
+        #expect(FileManager.default.createFile(atPath: gate, contents: nil))
         let sweep = try await waitUntilFinished(store, "ck", coordinator: restarted)
         #expect(sweep.status == .completed)
         let trials = try store.trials(sweepID: sweep.id)
