@@ -32,16 +32,22 @@ public final class ChildProcess: Sendable {
         p.standardOutput = stdoutPipe
         let log = TemporaryDirectory.unique(prefix: "log-\(executable)") + ".log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
-        p.standardError = FileHandle(forWritingAtPath: log)
+        let logHandle = FileHandle(forWritingAtPath: log)
+        p.standardError = logHandle
         logPath = log
         process = p
-        let collector = lines
-        stdoutPipe.fileHandleForReading.readabilityHandler = { handle in
-            let chunk = handle.availableData
-            if chunk.isEmpty { handle.readabilityHandler = nil; collector.end(); return }
-            collector.append(chunk)
-        }
+        // The child has its own copy of the log: this process keeps none (a suite starts
+        // thousands of children, and Foundation's Process.run crashed once reading
+        // /proc/self/fd with 1,360 descriptors open).
+        defer { try? logHandle?.close() }
         try p.run()
+        // stdout is read on a thread of its own to its end, then closed.
+        let collector = lines, reader = stdoutPipe.fileHandleForReading
+        Thread.detachNewThread {
+            while case let chunk = reader.availableData, !chunk.isEmpty { collector.append(chunk) }
+            try? reader.close()
+            collector.end()
+        }
     }
 
     public var pid: Int32 { process.processIdentifier }
@@ -88,10 +94,9 @@ public final class ChildProcess: Sendable {
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     deinit {
-        if process.isRunning {
-            Foundation.kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+        // Also when it has exited: Foundation's Process holds itself until this is called.
+        process.waitUntilExit()
         // Read (and shown in failures) while the process object lives; nobody can after.
         try? FileManager.default.removeItem(atPath: logPath)
     }
