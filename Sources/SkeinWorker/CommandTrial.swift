@@ -14,7 +14,8 @@ import Synchronization
 ///   that directory, or empty), plus the spec's `env`.
 /// - Metrics: one JSON object per stdout line, e.g. `{"step": 3, "loss": 0.41, "accuracy": 0.88}`;
 ///   every numeric field except `step` is a metric at that step (`step` defaults to the line
-///   count). Other lines are ignored.
+///   count). Other lines are ignored. Each line is taken as it is written (Python's own
+///   buffering is off: `PYTHONUNBUFFERED=1` unless set); other programs should flush per line.
 /// - Result: exit status 0 → completed, with the objective metric's last reported value (a
 ///   command that never reports it completes unranked, with a note in its log tail); any other
 ///   exit or a signal → failed, with the exit status and the last lines of stderr.
@@ -42,6 +43,9 @@ struct CommandTrial {
         p.executableURL = URL(fileURLWithPath: program.contains("/") ? program : (Self.which(program) ?? program))
         p.arguments = Array(argv.dropFirst())
         var env = ProcessInfo.processInfo.environment
+        // Python buffers a piped stdout in 8 KiB blocks, which would hold its metric lines back
+        // until it exits; the spec's env can still say otherwise. (Empty is unset to Python.)
+        if env["PYTHONUNBUFFERED", default: ""].isEmpty { env["PYTHONUNBUFFERED"] = "1" }
         for (k, v) in spec.environment { env[k] = v }
         env["SKEIN_TRIAL_ID"] = String(assignment.lease.trialID)
         env["SKEIN_TRIAL_NUMBER"] = String(assignment.trialNumber)
@@ -84,6 +88,10 @@ struct CommandTrial {
             group.cancelAll()
         }
         await exited.wait()
+        // Foundation's Process holds itself (through its run-loop source), and so its pipes,
+        // until waitUntilExit() is called; without it a worker leaked two descriptors per
+        // command trial and ran out of them after a few hundred trials. It has exited: no wait.
+        p.waitUntilExit()
         // Let the pipes drain so the last metric lines and stderr are not lost.
         for _ in 0..<200 where !(outDone.isOpen && errDone.isOpen) { try? await Task.sleep(for: .milliseconds(5)) }
         parser.finish()
@@ -118,12 +126,20 @@ struct CommandTrial {
             .max { $0.1 < $1.1 }?.0
     }
 
-    /// Reads a pipe to its end with blocking reads on a thread of its own. Foundation's
-    /// `readabilityHandler` (a libdispatch source) crashed the worker once here, in libdispatch's
-    /// event loop, with two commands starting at the same moment.
+    /// Reads a pipe to its end with blocking reads on a thread of its own, handing on each
+    /// read as it comes, then closes it. Plain read(2): `FileHandle.read(upToCount:)` waits
+    /// for the whole count or the end, which held a command's metrics back until it exited; and
+    /// Foundation's `readabilityHandler` (a libdispatch source) crashed the worker once here, in
+    /// libdispatch's event loop, with two commands starting at the same moment.
     static func drain(_ handle: FileHandle, done: Latch, into sink: @escaping @Sendable (Data) -> Void) {
         Thread.detachNewThread {
-            while let d = try? handle.read(upToCount: 1 << 16), !d.isEmpty { sink(d) }
+            let fd = handle.fileDescriptor
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n > 0 { sink(Data(buffer[..<n])) } else if n < 0 && errno == EINTR { continue } else { break }
+            }
+            try? handle.close()
             done.open()
         }
     }

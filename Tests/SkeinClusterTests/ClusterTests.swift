@@ -222,6 +222,70 @@ struct ClusterTests {
         #expect(cluster.coordinator.isRunning)
     }
 
+    @Test("a command trial's metric lines reach the store while it runs, not when it exits: from Python, which does not flush by itself")
+    func commandMetricsLive() async throws {
+        let cluster = try await LocalCluster()
+        defer { cluster.stop() }
+        // As on a machine without PYTHONUNBUFFERED (this one sets it; empty is unset to Python).
+        try cluster.addWorker("w", environment: ["PYTHONUNBUFFERED": ""])
+        // One metric line, then it waits for the test's gate before its last line and exit.
+        let gate = cluster.dir + "/gate"
+        try await cluster.submit("""
+            name: live
+            seed: 1
+            objective: {metric: loss, direction: minimize}
+            budget: {max_trials: 1}
+            trial:
+              kind: command
+              command: [python3, -c, "import json, os, time\\nprint(json.dumps({'step': 1, 'loss': 0.5}))\\nwhile not os.path.exists('\(gate)'):\\n    time.sleep(0.02)\\nprint(json.dumps({'step': 2, 'loss': 0.25}))"]
+            search:
+              method: random
+              parameters:
+                x: {uniform: [0, 1]}
+            """, name: "live")
+        let store = try cluster.store
+        let deadline = ContinuousClock.now + .seconds(20)
+        var seen: [SeriesPoint] = []
+        while seen.isEmpty, ContinuousClock.now < deadline {
+            if let s = try store.sweep(named: "live"), let t = try store.trials(sweepID: s.id).first {
+                seen = try store.series(trialID: t.id, name: "loss", steps: nil)
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(seen.map(\.step) == [1], "the first metric line did not reach the store while the trial ran")
+        #expect(FileManager.default.createFile(atPath: gate, contents: nil))
+        let sweep = try await cluster.waitForSweep("live")
+        let t = try #require(try store.trials(sweepID: sweep.id).first)
+        #expect(t.status == .completed && t.objective == 0.25)
+        #expect(try store.series(trialID: t.id, name: "loss", steps: nil).map(\.value) == [0.5, 0.25])
+    }
+
+    @Test("a worker allowed 150 open files runs 600 command trials: every command's pipes and process are let go, and every trial completes")
+    func commandTrialsReleaseDescriptors() async throws {
+        let cluster = try await LocalCluster()
+        defer { cluster.stop() }
+        // A worker starts near 40 descriptors; one that kept two per command (as it did) runs
+        // out after about 55 trials. 1,024 is a common default limit.
+        let worker = try cluster.addWorker("frugal", slots: 2, launcher: ["/usr/bin/prlimit", "--nofile=150", "--"])
+        try await cluster.submit("""
+            name: many
+            seed: 4
+            objective: {metric: loss, direction: minimize}
+            budget: {max_trials: 600}
+            trial:
+              kind: command
+              command: [/bin/echo, '{"loss": {x}}']
+            search:
+              method: random
+              parameters:
+                x: {uniform: [0, 1]}
+            """, name: "many")
+        let sweep = try await cluster.waitForSweep("many")
+        let trials = try cluster.store.trials(sweepID: sweep.id)
+        let unfinished = trials.filter { $0.status != .completed }.prefix(3).map { "trial \($0.number): \($0.status) \($0.error ?? "")" }
+        #expect(sweep.status == .completed && trials.count == 600 && unfinished.isEmpty, "\(unfinished)\n\(worker.log.suffix(1500))")
+    }
+
     @Test("a malformed config is refused with one clear line per problem, nothing submitted")
     func malformedConfig() async throws {
         let dir = try TemporaryDirectory.make(prefix: "badcfg")
