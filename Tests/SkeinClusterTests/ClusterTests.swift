@@ -58,19 +58,7 @@ struct ClusterTests {
         defer { cluster.stop() }
         try cluster.addWorker("early1")
         try cluster.addWorker("early2")
-        try await cluster.submit("""
-            name: late
-            seed: 1
-            objective: {metric: loss, direction: minimize}
-            budget: {max_trials: 16}
-            trial:
-              kind: command
-              command: [python3, -c, "import json, time; time.sleep(1.5); print(json.dumps({'loss': {x}}))"]
-            search:
-              method: random
-              parameters:
-                x: {uniform: [0, 1]}
-            """, name: "late")
+        try await cluster.submit(slowSweep("late", trials: 16, seconds: 1.5, seed: 1), name: "late")
         let store = try cluster.store
         // Wait until the first two workers are busy, then add a third.
         let deadline = ContinuousClock.now + .seconds(30)
@@ -230,19 +218,9 @@ struct ClusterTests {
         try cluster.addWorker("w", environment: ["PYTHONUNBUFFERED": ""])
         // One metric line, then it waits for the test's gate before its last line and exit.
         let gate = cluster.dir + "/gate"
-        try await cluster.submit("""
-            name: live
-            seed: 1
-            objective: {metric: loss, direction: minimize}
-            budget: {max_trials: 1}
-            trial:
-              kind: command
-              command: [python3, -c, "import json, os, time\\nprint(json.dumps({'step': 1, 'loss': 0.5}))\\nwhile not os.path.exists('\(gate)'):\\n    time.sleep(0.02)\\nprint(json.dumps({'step': 2, 'loss': 0.25}))"]
-            search:
-              method: random
-              parameters:
-                x: {uniform: [0, 1]}
-            """, name: "live")
+        try await cluster.submit(commandSweep("live", trials: 1, seed: 1, command: #"""
+            [python3, -c, "import json, os, time\nprint(json.dumps({'step': 1, 'loss': 0.5}))\nwhile not os.path.exists('\#(gate)'):\n    time.sleep(0.02)\nprint(json.dumps({'step': 2, 'loss': 0.25}))"]
+            """#), name: "live")
         let store = try cluster.store
         let deadline = ContinuousClock.now + .seconds(20)
         var seen: [SeriesPoint] = []
@@ -267,19 +245,7 @@ struct ClusterTests {
         // A worker starts near 40 descriptors; one that kept two per command (as it did) runs
         // out after about 55 trials. 1,024 is a common default limit.
         let worker = try cluster.addWorker("frugal", slots: 2, launcher: ["/usr/bin/prlimit", "--nofile=150", "--"])
-        try await cluster.submit("""
-            name: many
-            seed: 4
-            objective: {metric: loss, direction: minimize}
-            budget: {max_trials: 600}
-            trial:
-              kind: command
-              command: [/bin/echo, '{"loss": {x}}']
-            search:
-              method: random
-              parameters:
-                x: {uniform: [0, 1]}
-            """, name: "many")
+        try await cluster.submit(commandSweep("many", trials: 600, seed: 4, command: #"[/bin/echo, '{"loss": {x}}']"#), name: "many")
         let sweep = try await cluster.waitForSweep("many")
         let trials = try cluster.store.trials(sweepID: sweep.id)
         let unfinished = trials.filter { $0.status != .completed }.prefix(3).map { "trial \($0.number): \($0.status) \($0.error ?? "")" }

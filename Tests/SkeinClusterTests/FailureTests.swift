@@ -5,36 +5,15 @@ import SkeinTestSupport
 
 /// A sweep of command trials that each take `seconds`, reporting loss = x.
 func slowSweep(_ name: String, trials: Int, seconds: Double, seed: Int = 2) -> String {
-    """
-    name: \(name)
-    seed: \(seed)
-    objective: {metric: loss, direction: minimize}
-    budget: {max_trials: \(trials)}
-    trial:
-      kind: command
-      command: [python3, -c, "import json, time; time.sleep(\(seconds)); print(json.dumps({'loss': {x}}))"]
-    search:
-      method: random
-      parameters:
-        x: {uniform: [0, 1]}
-    """
+    commandSweep(name, trials: trials, seed: seed,
+                 command: #"[python3, -c, "import json, time; time.sleep(\#(seconds)); print(json.dumps({'loss': {x}}))"]"#)
 }
 
 /// A sweep whose trials numbered `open` and up wait until the file `gate` exists.
 func gatedSweep(_ name: String, trials: Int, gate: String, open: Int = 4) -> String {
-    """
-    name: \(name)
-    seed: 2
-    objective: {metric: loss, direction: minimize}
-    budget: {max_trials: \(trials)}
-    trial:
-      kind: command
-      command: [python3, -c, "import json, os, time\\nwhile int(os.environ['SKEIN_TRIAL_NUMBER']) >= \(open) and not os.path.exists('\(gate)'):\\n    time.sleep(0.02)\\nprint(json.dumps({'loss': {x}}))"]
-    search:
-      method: random
-      parameters:
-        x: {uniform: [0, 1]}
-    """
+    commandSweep(name, trials: trials, command: #"""
+        [python3, -c, "import json, os, time\nwhile int(os.environ['SKEIN_TRIAL_NUMBER']) >= \#(open) and not os.path.exists('\#(gate)'):\n    time.sleep(0.02)\nprint(json.dumps({'loss': {x}}))"]
+        """#)
 }
 
 @Suite("Failures (real processes, kill -9)", .serialized)

@@ -75,6 +75,24 @@ struct ClusterError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
+/// A random search over x in [0, 1] whose trials run `command` (a YAML flow sequence) and
+/// minimise the `loss` it prints.
+func commandSweep(_ name: String, trials: Int, seed: Int = 2, command: String) -> String {
+    """
+    name: \(name)
+    seed: \(seed)
+    objective: {metric: loss, direction: minimize}
+    budget: {max_trials: \(trials)}
+    trial:
+      kind: command
+      command: \(command)
+    search:
+      method: random
+      parameters:
+        x: {uniform: [0, 1]}
+    """
+}
+
 /// A sweep of no-op trials (instant; objective = x + y).
 func noopSweep(_ name: String, trials: Int, method: String = "random", seed: Int = 5) -> String {
     """
