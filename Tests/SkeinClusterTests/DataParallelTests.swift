@@ -209,6 +209,29 @@ struct DataParallelTests {
         #expect(p.output.filter { $0.hasPrefix("epoch ") }.count == 12)
     }
 
+    @Test("a rank that stalls past the peer timeout each time the group reaches one step: after 3 re-forms without progress the run stops, saying so, and its ranks with it")
+    func recurringFaultStops() async throws {
+        let dir = try TemporaryDirectory.make(prefix: "dpstall")
+        // 47 steps an epoch: rank 1 stalls before step 60 every time, and the sharded group rolls
+        // back to its whole state at step 47 every time.
+        let p = try ChildProcess("skein", ["train", try config(in: dir), "--ranks", "2", "--peer-timeout", "1"],
+                                 environment: ["SKEIN_INJECT_STALL": "1:60"])
+        #expect(try await p.waitForExit(timeout: .seconds(120)) != 0)
+        #expect(p.log.components(separatedBy: "re-forming it with 2 rank(s) at step 47").count == 4, "\(p.log.suffix(2000))")
+        #expect(p.log.contains("data-parallel run stopped: the group failed 4 times without getting past step 47 (last failure: "),
+                "\(p.log.suffix(2000))")
+        #expect(p.output.contains { $0.hasPrefix("epoch 1/") } && !p.output.contains { $0.hasPrefix("epoch 2/") }, "\(p.output)")
+        let pids = try (0..<2).map { r in
+            let line = try #require(p.log.split(separator: "\n").first { $0.hasPrefix("rank \(r): pid ") })
+            return try #require(Int32(line.split(separator: " ").last!))
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while pids.contains(where: { Foundation.kill($0, 0) == 0 }), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(!pids.contains { Foundation.kill($0, 0) == 0 }, "ranks still running after the run stopped: \(pids)")
+    }
+
     @Test("kill -9 the --ranks launcher: its ranks stop within seconds instead of training on")
     func launcherKilled() async throws {
         let dir = try TemporaryDirectory.make(prefix: "dplauncher")

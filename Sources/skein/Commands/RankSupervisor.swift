@@ -14,9 +14,14 @@ final class RankSupervisor: @unchecked Sendable {
         let process: Process, input: FileHandle
         var rank: Int
         var failedAt: Int?
+        var failure = ""
         var status: Int32?
         init(process: Process, input: FileHandle, rank: Int) { self.process = process; self.input = input; self.rank = rank }
     }
+
+    /// Re-forms allowed in a row at a step no further than the furthest yet; the next failure
+    /// there ends the run.
+    static let reformsWithoutProgressAllowed = 3
 
     /// CPUs to pin the ranks to (rank r on `cpus[r]`), or nil to let the scheduler place them.
     let cpus: [Int]?
@@ -79,6 +84,7 @@ final class RankSupervisor: @unchecked Sendable {
                 }
             }
         }
+        var reformsWithoutProgress = 0, furthest = -1
         while members.contains(where: { $0.status == nil }) {
             lock.lock()
             while events.isEmpty { lock.wait() }
@@ -89,7 +95,9 @@ final class RankSupervisor: @unchecked Sendable {
                 switch e {
                 case let .line(i, text):
                     if text.hasPrefix("@skein failed ") {
-                        members[i].failedAt = Int(text.split(separator: " ")[2])
+                        let parts = text.split(separator: " ", maxSplits: 3)
+                        members[i].failedAt = Int(parts[2])
+                        members[i].failure = parts.count > 3 ? String(parts[3]) : "?"
                     } else if members[i].rank == 0 && members[i].status == nil {
                         print(text)
                         fflush(nil)
@@ -105,7 +113,17 @@ final class RankSupervisor: @unchecked Sendable {
                 let order = live.enumerated().sorted { ($0.element.failedAt!, -$0.offset) > ($1.element.failedAt!, -$1.offset) }.map(\.element)
                 let list = peers(epoch: epoch, count: order.count)
                 let lost = members.count(where: { $0.status != nil })
-                FileHandle.standardError.write(Data("skein: the group failed (\(lost) rank(s) lost so far); re-forming it with \(order.count) rank(s) at step \(order[0].failedAt!)\n".utf8))
+                let step = order[0].failedAt!
+                // A fault that comes back before the group gets any further (a link that keeps
+                // dropping, a rank that keeps stalling) would have it re-form forever.
+                reformsWithoutProgress = step > furthest ? 0 : reformsWithoutProgress + 1
+                furthest = max(furthest, step)
+                if reformsWithoutProgress == Self.reformsWithoutProgressAllowed {
+                    for m in live { kill(m.process.processIdentifier, SIGKILL) }
+                    throw CLIError("data-parallel run stopped: the group failed \(reformsWithoutProgress + 1) times without getting past step \(step) "
+                                   + "(last failure: \(order[0].failure))")
+                }
+                FileHandle.standardError.write(Data("skein: the group failed (\(lost) rank(s) lost so far); re-forming it with \(order.count) rank(s) at step \(step)\n".utf8))
                 for (r, m) in order.enumerated() {
                     m.rank = r
                     m.failedAt = nil

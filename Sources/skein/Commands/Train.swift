@@ -143,10 +143,18 @@ struct Train: ParsableCommand {
             }
             fflush(nil) // a pipe (the --ranks launcher, a log collector) sees each line as it happens
         }
+        // Fault injection for tests: SKEIN_INJECT_STALL=R:S makes rank R (as started) stall for
+        // twice the peer timeout whenever it is about to take global step S: a fault that recurs.
+        let stallAt = ProcessInfo.processInfo.environment["SKEIN_INJECT_STALL"].flatMap { spec -> Int? in
+            let parts = spec.split(separator: ":")
+            guard parts.count == 2, let victim = Int(parts[0]), victim == rank else { return nil }
+            return Int(parts[1])
+        }
+        let stall = { if t.globalStep == stallAt { Thread.sleep(forTimeInterval: 2 * peerTimeout) }; return false }
         var retired: [RingGroup] = []
         while true {
             do {
-                try run.run(onEvent: onEvent)
+                try run.run(shouldStop: stall, onEvent: onEvent)
                 break
             } catch let failure as CollectiveError where supervised {
                 // A rank was lost (or is silent): tell the launcher how far this rank got, take the
